@@ -17,21 +17,29 @@ Frame = tuple[int, int, int, int, int, int, int]
 
 
 class FrameAssembler:
-    """Collects valid audio codes into frames of seven; the partial tail is reported at `flush`."""
+    """Collects audio codes into frames of seven; the partial tail is reported at `flush`.
+
+    A code of None stands for an invalid one: its frame cannot be decoded, so the whole frame is dropped (and
+    counted), while the next frame still starts at position 0.
+    """
 
     def __init__(self) -> None:
-        self._pending: list[int] = []
+        self._pending: list[int | None] = []
         self.frames_out = 0
+        self.frames_dropped = 0
 
-    def feed(self, codes: Iterable[int]) -> list[Frame]:
-        """Add codes (already checked to lie in [0, 4095]); return every frame completed by them."""
+    def feed(self, codes: Iterable[int | None]) -> list[Frame]:
+        """Add codes in stream order; return every valid frame completed by them."""
         out: list[Frame] = []
         for code in codes:
             self._pending.append(code)
             if len(self._pending) == FRAME_TOKENS:
                 p = self._pending
-                out.append((p[0], p[1], p[2], p[3], p[4], p[5], p[6]))
                 self._pending = []
+                if None in p:
+                    self.frames_dropped += 1
+                    continue
+                out.append((p[0], p[1], p[2], p[3], p[4], p[5], p[6]))  # type: ignore[arg-type]
         self.frames_out += len(out)
         return out
 

@@ -1,0 +1,1 @@
+"""Drivers: the aiohttp request driver and the sweep runner (asyncio). Never imports locust."""

@@ -1,0 +1,192 @@
+"""One request over aiohttp -> one filled `RequestRecord`.
+
+The driver only does I/O and takes timestamps: bytes go to the request's `RequestPipeline`, decode windows go to
+the process's `DecodeService` (OS threads, never this event loop), and transport errors are translated into the
+`errors` tree at this boundary. Nothing here raises for a failed request: the failure is written into the record.
+Cancellation (Ctrl-C, SIGTERM) marks the record ``cancelled`` and is then re-raised so the sweep can stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from orpheus_bench.audio.service import DecodeService
+from orpheus_bench.client.target import Target
+from orpheus_bench.core.pipeline import RequestPipeline
+from orpheus_bench.core.protocol import parse_error_text
+from orpheus_bench.core.windows import DecodeWindow
+from orpheus_bench.errors import (
+    ConnectError,
+    DecodeError,
+    DisconnectError,
+    ProtocolError,
+    RequestError,
+    StreamTimeout,
+)
+from orpheus_bench.records import ErrorClass, RequestRecord, Status
+
+ERROR_BODY_LIMIT = 64 * 1024
+BLOCKING_BODY_LIMIT = 64 * 1024 * 1024
+DECODE_DRAIN_S = 30.0
+
+
+class PcmCollector:
+    """Keeps a request's PCM in window order when a sample WAV is wanted."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, np.ndarray] = {}
+
+    def add(self, window: DecodeWindow, pcm: np.ndarray) -> None:
+        """Store the PCM of one window."""
+        self.parts[window.index] = pcm
+
+    def pcm(self) -> np.ndarray:
+        """All PCM in order."""
+        if not self.parts:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate([self.parts[k] for k in sorted(self.parts)])
+
+
+async def execute(
+    session: aiohttp.ClientSession,
+    target: Target,
+    record: RequestRecord,
+    body: dict[str, Any],
+    decoder: DecodeService,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+    t0: float | None = None,
+    collect: PcmCollector | None = None,
+) -> RequestRecord:
+    """Send one request and fill `record`; `t0` is the clock value of "request sent" (default: now)."""
+    start = clock() if t0 is None else t0
+    pipeline = target.new_pipeline(record)
+    pending: list[asyncio.Future[None]] = []
+
+    def now() -> float:
+        return clock() - start
+
+    def submit(windows: list[DecodeWindow]) -> None:
+        for w in windows:
+            pending.append(asyncio.ensure_future(_decode(pipeline, decoder, w, now, collect)))
+
+    try:
+        try:
+            async with asyncio.timeout(target.request_timeout_s):
+                await _exchange(session, target, record, body, pipeline, submit, now)
+                if pending:
+                    await asyncio.gather(*pending)
+        except TimeoutError as exc:
+            raise StreamTimeout(_timeout_message(record, target, exc)) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectError(f"cannot connect to {target.base_url}: {exc.os_error or exc}") from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionResetError) as exc:
+            raise DisconnectError(f"connection lost mid-response: {exc.__class__.__name__}: {exc}") from exc
+        except aiohttp.ClientResponseError as exc:
+            raise ProtocolError(f"bad HTTP response: {exc.message}", http_status=exc.status) from exc
+        except aiohttp.ClientError as exc:
+            raise DisconnectError(f"{exc.__class__.__name__}: {exc}") from exc
+    except RequestError as exc:
+        record.fail(exc.error_class, str(exc), Status.TIMEOUT if isinstance(exc, StreamTimeout) else Status.ERROR)
+        if exc.http_status is not None and record.http_status is None:
+            record.http_status = exc.http_status
+    except asyncio.CancelledError:
+        record.fail(ErrorClass.CANCELLED, "run interrupted", Status.CANCELLED)
+        _cancel(pending)
+        pipeline.finalize(now())
+        raise
+    finally:
+        if record.status is not Status.CANCELLED:
+            # Decodes still running belong to audio already received: keep them (bounded) for the record.
+            await _drain(pending)
+    pipeline.finalize(now())
+    return record
+
+
+async def _exchange(
+    session: aiohttp.ClientSession,
+    target: Target,
+    record: RequestRecord,
+    body: dict[str, Any],
+    pipeline: RequestPipeline,
+    submit: Callable[[list[DecodeWindow]], None],
+    now: Callable[[], float],
+) -> None:
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        connect=target.connect_timeout_s,
+        sock_connect=target.connect_timeout_s,
+        sock_read=target.between_tokens_timeout_s,
+    )
+    async with session.post(target.url, json=body, headers=target.headers(), timeout=timeout) as resp:
+        record.t_headers_s = now()
+        record.http_status = resp.status
+        if resp.status >= 400:
+            raw = await resp.content.read(ERROR_BODY_LIMIT)
+            record.t_first_byte_s = now()
+            raise parse_error_text(resp.status, raw)
+        if not target.streaming:
+            raw = await resp.content.read(BLOCKING_BODY_LIMIT)
+            submit(pipeline.feed_body(raw, now()))
+            return
+        ctype = resp.headers.get("Content-Type", "")
+        if "text/event-stream" not in ctype:
+            # llama-server answers some errors (exceed_context_size_error) with JSON even when asked to stream.
+            raw = await resp.content.read(ERROR_BODY_LIMIT)
+            record.t_first_byte_s = now()
+            err = parse_error_text(resp.status, raw)
+            if b'"error"' in raw:
+                raise err
+            raise ProtocolError(f"expected an SSE stream, got {ctype or 'no content type'}: {raw[:200]!r}")
+        while True:
+            chunk = await resp.content.readany()
+            if not chunk:
+                break
+            submit(pipeline.feed_bytes(chunk, now()))
+        submit(pipeline.end_of_stream(now()))
+
+
+async def _decode(
+    pipeline: RequestPipeline,
+    decoder: DecodeService,
+    window: DecodeWindow,
+    now: Callable[[], float],
+    collect: PcmCollector | None,
+) -> None:
+    try:
+        result = await asyncio.wrap_future(decoder.submit(window))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise DecodeError(f"SNAC decode failed: {exc.__class__.__name__}: {exc}") from exc
+    pipeline.on_decoded(window, int(result.pcm.shape[0]), now(), result.decode_s, result.queue_s)
+    if collect is not None:
+        collect.add(window, result.pcm)
+
+
+async def _drain(pending: list[asyncio.Future[None]]) -> None:
+    if not pending:
+        return
+    try:
+        await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), DECODE_DRAIN_S)
+    except TimeoutError:
+        _cancel(pending)
+
+
+def _cancel(pending: list[asyncio.Future[None]]) -> None:
+    for f in pending:
+        f.cancel()
+
+
+def _timeout_message(record: RequestRecord, target: Target, exc: BaseException) -> str:
+    if record.t_headers_s is None:
+        return f"no response headers within {target.connect_timeout_s:g} s / request limit {target.request_timeout_s:g} s"
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return f"no data for {target.between_tokens_timeout_s:g} s between chunks (stalled stream)"
+    return f"request exceeded {target.request_timeout_s:g} s"

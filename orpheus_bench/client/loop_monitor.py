@@ -1,0 +1,50 @@
+"""Event-loop lag sampling, the client-side half of client-bound detection.
+
+A task sleeps a fixed interval and measures how late it wakes up. When the loop is busy (parsing, too many
+streams, a decode accidentally on the loop) the lateness grows; a level whose lag p99 exceeds the threshold is
+marked client-bound, because its latencies then measure this process as much as the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+LAG_INTERVAL_S = 0.05
+CLIENT_BOUND_LAG_P99_MS = 25.0
+CLIENT_BOUND_DECODE_QUEUE_P90_MS = 100.0
+
+
+class LoopLagMonitor:
+    """Samples event-loop lag until stopped; `take()` returns and clears the samples (ms)."""
+
+    def __init__(self, interval_s: float = LAG_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin sampling on the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(self.interval_s)
+            self._samples.append(max(0.0, (time.perf_counter() - t - self.interval_s) * 1000.0))
+
+    def take(self) -> list[float]:
+        """Samples since the last call."""
+        out, self._samples = self._samples, []
+        return out
+
+    async def stop(self) -> None:
+        """Stop sampling."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
