@@ -22,6 +22,10 @@ COMMANDS: list[str] = [
     "report",
     "demo",
     "export",
+    "gate",
+    "doctor",
+    "server",
+    "make_test_model",
 ]
 
 EXIT_OK = 0

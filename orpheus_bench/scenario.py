@@ -107,9 +107,7 @@ class Load(_Strict):
     )
     max_inflight: int = Field(256, gt=0, description="Open loop: requests in flight at most (the rest wait).")
     requests_per_level: int | None = Field(20, gt=0, description="Measured requests per level (after warmup).")
-    duration_per_level_s: float | None = Field(
-        None, gt=0, description="Seconds per level instead of a request count."
-    )
+    duration_per_level_s: float | None = Field(None, gt=0, description="Seconds per level instead of a request count.")
     warmup: bool = Field(True, description="Send as many warmup requests as the level's concurrency first.")
     seed: int = Field(0, description="Seed for prompt order and open-loop arrivals.")
 
@@ -171,7 +169,8 @@ class Scenario(_Strict):
     host: str = Field("http://127.0.0.1:8080", description="Base URL of llama-server (or compatible).")
     protocol: Literal["native", "openai"] = Field("native", description="/completion or /v1/completions.")
     mode: Literal["stream", "blocking"] = Field(
-        "stream", description="stream: SSE + incremental decode; blocking: one response, decode at the end (seed before)."
+        "stream",
+        description="stream: SSE + incremental decode; blocking: one response, decode at the end (seed before).",
     )
     model: str | None = Field(None, description="Model name sent in the openai protocol's body.")
     use_token_ids: bool = Field(
@@ -195,9 +194,14 @@ class Scenario(_Strict):
         if self.mode == "blocking" and self.decode.preset not in ("blocking", "off"):
             # A blocking response has no stream to window; decode it once, as the seed's "before" client did.
             object.__setattr__(self, "decode", self.decode.model_copy(update={"preset": "blocking"}))
-        if not self.host.startswith(("http://", "https://")):
-            raise ValueError("host must start with http:// or https://")
         return self
+
+    @field_validator("host")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
 
     @property
     def streaming(self) -> bool:
@@ -208,7 +212,7 @@ class Scenario(_Strict):
 def _format_validation(exc: ValidationError) -> ConfigError:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "scenario"
-    msg = err["msg"]
+    msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     return ConfigError(loc, msg)

@@ -78,34 +78,34 @@ async def execute(
 
     try:
         try:
-            async with asyncio.timeout(target.request_timeout_s):
-                await _exchange(session, target, record, body, pipeline, submit, now)
-                if pending:
-                    await asyncio.gather(*pending)
-        except TimeoutError as exc:
-            raise StreamTimeout(_timeout_message(record, target, exc)) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise ConnectError(f"cannot connect to {target.base_url}: {exc.os_error or exc}") from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionResetError) as exc:
-            raise DisconnectError(f"connection lost mid-response: {exc.__class__.__name__}: {exc}") from exc
-        except aiohttp.ClientResponseError as exc:
-            raise ProtocolError(f"bad HTTP response: {exc.message}", http_status=exc.status) from exc
-        except aiohttp.ClientError as exc:
-            raise DisconnectError(f"{exc.__class__.__name__}: {exc}") from exc
-    except RequestError as exc:
-        record.fail(exc.error_class, str(exc), Status.TIMEOUT if isinstance(exc, StreamTimeout) else Status.ERROR)
-        if exc.http_status is not None and record.http_status is None:
-            record.http_status = exc.http_status
+            try:
+                async with asyncio.timeout(target.request_timeout_s):
+                    await _exchange(session, target, record, body, pipeline, submit, now)
+                    await _wait_all(pending)
+            except TimeoutError as exc:
+                raise StreamTimeout(_timeout_message(record, target, exc)) from exc
+            except aiohttp.ClientConnectorError as exc:
+                raise ConnectError(f"cannot connect to {target.base_url}: {exc.os_error or exc}") from exc
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionResetError) as exc:
+                raise DisconnectError(f"connection lost mid-response: {exc.__class__.__name__}: {exc}") from exc
+            except aiohttp.ClientResponseError as exc:
+                raise ProtocolError(f"bad HTTP response: {exc.message}", http_status=exc.status) from exc
+            except aiohttp.ClientError as exc:
+                raise DisconnectError(f"{exc.__class__.__name__}: {exc}") from exc
+        except RequestError as exc:
+            status = Status.TIMEOUT if isinstance(exc, StreamTimeout) else Status.ERROR
+            record.fail(exc.error_class, str(exc), status)
+            if exc.http_status is not None and record.http_status is None:
+                record.http_status = exc.http_status
+            # Decodes still running belong to audio already received: keep them (bounded) for the record.
+            await _drain(pending)
     except asyncio.CancelledError:
         record.fail(ErrorClass.CANCELLED, "run interrupted", Status.CANCELLED)
         _cancel(pending)
-        pipeline.finalize(now())
         raise
     finally:
-        if record.status is not Status.CANCELLED:
-            # Decodes still running belong to audio already received: keep them (bounded) for the record.
-            await _drain(pending)
-    pipeline.finalize(now())
+        # Every exit path closes the record exactly once, with its end time.
+        pipeline.finalize(now())
     return record
 
 
@@ -122,7 +122,8 @@ async def _exchange(
         total=None,
         connect=target.connect_timeout_s,
         sock_connect=target.connect_timeout_s,
-        sock_read=target.between_tokens_timeout_s,
+        # A blocking answer arrives only when generation is done: only the whole-request limit applies to it.
+        sock_read=target.between_tokens_timeout_s if target.streaming else None,
     )
     async with session.post(target.url, json=body, headers=target.headers(), timeout=timeout) as resp:
         record.t_headers_s = now()
@@ -170,13 +171,25 @@ async def _decode(
         collect.add(window, result.pcm)
 
 
-async def _drain(pending: list[asyncio.Future[None]]) -> None:
+async def _wait_all(pending: list[asyncio.Future[None]]) -> None:
+    """Wait for every decode; the first failure (a DecodeError) is raised after all have settled."""
     if not pending:
         return
-    try:
-        await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), DECODE_DRAIN_S)
-    except TimeoutError:
-        _cancel(pending)
+    await asyncio.wait(pending)
+    for f in pending:
+        if not f.cancelled() and f.exception() is not None:
+            raise f.exception()  # type: ignore[misc]
+
+
+async def _drain(pending: list[asyncio.Future[None]]) -> None:
+    """After a failure: give running decodes a bounded time, then cancel the rest; never raises."""
+    live = [f for f in pending if not f.done()]
+    if live:
+        _, still = await asyncio.wait(live, timeout=DECODE_DRAIN_S)
+        _cancel(list(still))
+    for f in pending:
+        if f.done() and not f.cancelled():
+            f.exception()  # mark retrieved: the record already holds the failure that matters
 
 
 def _cancel(pending: list[asyncio.Future[None]]) -> None:
@@ -185,8 +198,10 @@ def _cancel(pending: list[asyncio.Future[None]]) -> None:
 
 
 def _timeout_message(record: RequestRecord, target: Target, exc: BaseException) -> str:
-    if record.t_headers_s is None:
-        return f"no response headers within {target.connect_timeout_s:g} s / request limit {target.request_timeout_s:g} s"
-    if isinstance(exc, aiohttp.ServerTimeoutError):
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"could not connect within {target.connect_timeout_s:g} s"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        if record.t_headers_s is None:
+            return f"no response headers for {target.between_tokens_timeout_s:g} s (slow or stuck server)"
         return f"no data for {target.between_tokens_timeout_s:g} s between chunks (stalled stream)"
-    return f"request exceeded {target.request_timeout_s:g} s"
+    return f"request exceeded its {target.request_timeout_s:g} s limit"

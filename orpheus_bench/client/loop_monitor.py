@@ -8,6 +8,7 @@ marked client-bound, because its latencies then measure this process as much as 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 LAG_INTERVAL_S = 0.05
@@ -42,9 +43,6 @@ class LoopLagMonitor:
         """Stop sampling."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
-

@@ -223,7 +223,13 @@ class SweepRunner:
         outcome.sent += 1
         try:
             await execute(
-                session, self.target, record, self.target.body(prompt), self.decoder, clock=self.clock, t0=t0,
+                session,
+                self.target,
+                record,
+                self.target.body(prompt),
+                self.decoder,
+                clock=self.clock,
+                t0=t0,
                 collect=collect,
             )
         finally:

@@ -190,7 +190,11 @@ async def execute_run(
                 hooks.level_end(o)
 
             runner = SweepRunner(
-                target, prompts, service, fanout, sc.load,
+                target,
+                prompts,
+                service,
+                fanout,
+                sc.load,
                 keep_audio=sc.keep_audio,
                 on_audio=wav_writer,
                 on_level_start=lambda p: hooks.level_start(p, _level_total(p)),
@@ -214,8 +218,14 @@ async def execute_run(
 
 def _decode_service(sc: Scenario, rundir: RunDirectory, hooks: RunHooks) -> DecodeService:
     if sc.decode.preset == "off":
-        rundir.update(snac={"spec": None, "device": None, "random_weights": False,
-                            "description": "decoding off: audio seconds are what the tokens encode"})
+        rundir.update(
+            snac={
+                "spec": None,
+                "device": None,
+                "random_weights": False,
+                "description": "decoding off: audio seconds are what the tokens encode",
+            }
+        )
         return DecodeService(None)
     from orpheus_bench.audio.decoder import SnacDecoder
     from orpheus_bench.audio.snac_loader import load_snac
@@ -271,8 +281,11 @@ async def _start_scraper(
     from orpheus_bench.server.metrics import MetricsScraper
 
     scraper = MetricsScraper(
-        sc.host, rundir.server_path, interval_s=sc.scrape_interval_s,
-        clock=lambda: time.perf_counter() - origin, api_key=api_key,
+        sc.host,
+        rundir.server_path,
+        interval_s=sc.scrape_interval_s,
+        clock=lambda: time.perf_counter() - origin,
+        api_key=api_key,
     )
     await scraper.start()
     return scraper

@@ -69,7 +69,10 @@ class Target:
 
     def headers(self) -> dict[str, str]:
         """Request headers (the Bearer token only when a key is set)."""
-        h = {"Content-Type": "application/json", "Accept": "text/event-stream" if self.streaming else "application/json"}
+        h = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if self.streaming else "application/json",
+        }
         if self.api_key:
             h["Authorization"] = f"Bearer {self.api_key}"
         return h

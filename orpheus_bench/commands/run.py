@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -70,8 +71,12 @@ def add_scenario_options(p: argparse.ArgumentParser) -> None:
 
 def register(sub: Any) -> None:
     """Add the `run` subcommand."""
-    p = sub.add_parser("run", help="Run a load sweep and write a run directory.", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "run",
+        help="Run a load sweep and write a run directory.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_scenario_options(p)
     p.add_argument("--concurrency", type=_int_list("load.concurrency"), help="Levels, e.g. 1,2,4,8,12.")
     p.add_argument("--rate", type=_float_list("load.rate"), help="Open loop: arrivals/s per level, e.g. 0.5,1,2.")
@@ -190,10 +195,8 @@ def run_async_with_signals(coro: Any) -> Any:
             task.cancel()
 
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, on_signal, sig)
-            except (NotImplementedError, RuntimeError):
-                pass
         try:
             return await coro
         except asyncio.CancelledError:
@@ -224,8 +227,13 @@ def main(args: argparse.Namespace) -> int:
         try:
             outcome = run_async_with_signals(
                 execute_run(
-                    sc, out, api_key=api_key_from(args), force=args.force, hooks=hooks,
-                    cli_args={"argv": safe_cli_args(sys.argv[1:])}, doctor=not args.no_doctor,
+                    sc,
+                    out,
+                    api_key=api_key_from(args),
+                    force=args.force,
+                    hooks=hooks,
+                    cli_args={"argv": safe_cli_args(sys.argv[1:])},
+                    doctor=not args.no_doctor,
                 )
             )
         except KeyboardInterrupt:

@@ -108,9 +108,7 @@ class RequestPipeline:
             if rec.t_first_token_s is None:
                 rec.t_first_token_s = t
         if self.max_stream_tokens is not None and rec.tokens_generated > self.max_stream_tokens:
-            raise ProtocolError(
-                f"stream exceeded {self.max_stream_tokens} tokens (max_tokens is not being honoured)"
-            )
+            raise ProtocolError(f"stream exceeded {self.max_stream_tokens} tokens (max_tokens is not being honoured)")
         windows: list[DecodeWindow] = []
         if numbers:
             codes = self.mapper.feed(numbers)

@@ -15,8 +15,19 @@ pytestmark = pytest.mark.unit
 
 def new_record() -> RequestRecord:
     return RequestRecord(
-        request_id="r", level=1, worker=0, seq=0, warmup=False, prompt_id="p", prompt="hi", voice="tara",
-        mode="stream", protocol="native", driver="test", wall_start=0.0, run_offset_s=0.0,
+        request_id="r",
+        level=1,
+        worker=0,
+        seq=0,
+        warmup=False,
+        prompt_id="p",
+        prompt="hi",
+        voice="tara",
+        mode="stream",
+        protocol="native",
+        driver="test",
+        wall_start=0.0,
+        run_offset_s=0.0,
     )
 
 
@@ -37,8 +48,13 @@ def native_stream(tokens: list[str], *, final: bool = True) -> bytes:
     for t in tokens:
         parts.append(b"data: " + json.dumps({"content": t, "stop": False}).encode() + b"\n\n")
     if final:
-        fin = {"content": "", "stop": True, "stop_type": "word", "truncated": False,
-               "timings": {"prompt_n": 20, "prompt_ms": 5.0, "predicted_n": len(tokens), "predicted_ms": 50.0}}
+        fin = {
+            "content": "",
+            "stop": True,
+            "stop_type": "word",
+            "truncated": False,
+            "timings": {"prompt_n": 20, "prompt_ms": 5.0, "predicted_n": len(tokens), "predicted_ms": 50.0},
+        }
         parts.append(b"data: " + json.dumps(fin).encode() + b"\n\n")
     return b"".join(parts)
 

@@ -66,8 +66,15 @@ def test_error_object_inside_stream_keeps_server_message() -> None:
 
 def test_exceed_context_400_body() -> None:
     raw = json.dumps(
-        {"error": {"code": 400, "message": "the request exceeds the available context size", "type":
-                   "exceed_context_size_error", "n_prompt_tokens": 90, "n_ctx": 64}}
+        {
+            "error": {
+                "code": 400,
+                "message": "the request exceeds the available context size",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": 90,
+                "n_ctx": 64,
+            }
+        }
     ).encode()
     err = parse_error_text(400, raw)
     assert err.http_status == 400
@@ -86,9 +93,7 @@ def test_non_json_error_body() -> None:
 
 
 def test_build_body_uses_llama_server_names() -> None:
-    b = build_body(
-        "native", "P", stream=True, sampling={"max_tokens": 512, "repeat_penalty": 1.1, "top_p": None}
-    )
+    b = build_body("native", "P", stream=True, sampling={"max_tokens": 512, "repeat_penalty": 1.1, "top_p": None})
     assert b == {"prompt": "P", "stream": True, "n_predict": 512, "repeat_penalty": 1.1}
     o = build_body("openai", "P", stream=False, sampling={"max_tokens": 7}, model="orpheus")
     assert o == {"prompt": "P", "stream": False, "max_tokens": 7, "model": "orpheus"}

@@ -76,7 +76,7 @@ def test_specials_and_end_of_speech() -> None:
 
 def test_invalid_code_drops_its_frame_but_keeps_alignment() -> None:
     fa = FrameAssembler()
-    frames = fa.feed([1, 2, None, 4, 5, 6, 7] + [10, 11, 12, 13, 14, 15, 16] + [20, 21])
+    frames = fa.feed([1, 2, None, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 20, 21])
     assert frames == [(10, 11, 12, 13, 14, 15, 16)]
     assert fa.frames_dropped == 1
     assert fa.flush() == 2

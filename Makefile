@@ -1,0 +1,29 @@
+# The two commands of a fresh clone: `make demo` (real llama-server, before and after, one report)
+# and `make test` (the whole suite). Both run scripts/setup.sh first, which is idempotent.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/orpheus-bench demo
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check orpheus_bench tests benchmarks locustfiles
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) benchmarks/decode_throughput.py
+	$(PY) benchmarks/harness_overhead.py
+
+clean:
+	rm -rf runs reports/*.html .pytest_cache .mypy_cache .ruff_cache

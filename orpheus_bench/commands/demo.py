@@ -1,0 +1,118 @@
+"""`orpheus-bench demo`: the seed's experiment, repeated end to end on this machine in one command.
+
+It builds the tiny Orpheus-format GGUF (cached), starts a real llama-server with the ``seed-before`` profile and
+runs the seed's "before" client against it (blocking requests, temperature 0.8, top_k 40, max_tokens 2048, one
+decode at the end), stops it, does the same with the ``seed-after`` profile and the "after" client (streaming,
+28-token window, temperature 0.3, top_k 30, max_tokens 512), then writes one before/after report. The client
+settings below are the ones in ``scenarios/seed-before.yaml`` and ``scenarios/seed-after.yaml`` (a unit test
+keeps them equal). The model is tiny and the SNAC weights are random, so the numbers describe this harness and
+this machine's llama-server, not Orpheus 3B on a GPU; the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from orpheus_bench.commands.run import _int_list, run_async_with_signals
+from orpheus_bench.scenario import Scenario, merge_overrides, scenario_from_dict
+
+BEFORE_CLIENT: dict[str, Any] = {
+    "name": "seed-before",
+    "protocol": "native",
+    "mode": "blocking",
+    "prompts": {"set": "seed-lengths", "voice": "tara"},
+    "sampling": {"temperature": 0.8, "top_k": 40, "max_tokens": 2048, "repeat_penalty": 1.1},
+    "decode": {"preset": "blocking", "snac_model": "random", "device": "auto"},
+}
+AFTER_CLIENT: dict[str, Any] = {
+    "name": "seed-after",
+    "protocol": "native",
+    "mode": "stream",
+    "prompts": {"set": "seed-lengths", "voice": "tara"},
+    "sampling": {"temperature": 0.3, "top_k": 30, "max_tokens": 512, "repeat_penalty": 1.1},
+    "decode": {"preset": "reference", "snac_model": "random", "device": "auto"},
+}
+
+
+def register(sub: Any) -> None:
+    """Add the `demo` subcommand."""
+    p = sub.add_parser("demo", help="Before/after on a real llama-server with a tiny model, one report.",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--levels", type=_int_list("load.concurrency"), default=[1, 2, 4, 8, 12],
+                   help="Concurrency levels (default 1,2,4,8,12).")
+    p.add_argument("--requests-per-level", type=int, default=8, help="Measured requests per level (default 8).")
+    p.add_argument("--model", default="test", help="GGUF to serve ('test' = the tiny Orpheus-format model).")
+    p.add_argument("--runs-dir", default="runs/demo", help="Where the two run directories go.")
+    p.add_argument("--report", default="reports/demo/index.html", help="The report file.")
+    p.add_argument("--keep-audio", type=int, default=1, help="Sample WAVs kept per level (default 1).")
+    p.add_argument("--device", default="auto", help="SNAC device: auto, cpu, cuda.")
+    p.add_argument("--quiet", action="store_true", help="No progress bars.")
+    p.set_defaults(func=main)
+
+
+def demo_scenarios(args: argparse.Namespace) -> tuple[Scenario, Scenario]:
+    """The before and after scenarios, each starting its own server."""
+    common = {
+        "load.concurrency": args.levels,
+        "load.requests_per_level": args.requests_per_level,
+        "keep_audio": args.keep_audio,
+        "decode.device": args.device,
+        "server.model": args.model,
+    }
+    before = scenario_from_dict(merge_overrides(BEFORE_CLIENT, {**common, "server.profile": "seed-before"}))
+    after = scenario_from_dict(merge_overrides(AFTER_CLIENT, {**common, "server.profile": "seed-after"}))
+    return before, after
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of `orpheus-bench demo`."""
+    from rich.console import Console
+
+    from orpheus_bench.client.progress import RichProgress
+    from orpheus_bench.client.session import execute_run
+    from orpheus_bench.errors import LaunchError
+    from orpheus_bench.server.binary import find_llama_server
+
+    console = Console()
+    before, after = demo_scenarios(args)
+    try:
+        binary = find_llama_server()
+        console.print(f"llama-server: {binary}")
+    except LaunchError:
+        console.print(
+            "[yellow]llama-server is not installed: run `scripts/install-llama-server.sh` (or `make demo`, which "
+            "does it): the first build compiles llama.cpp from source, about 9 minutes on 2 cores."
+        )
+        raise
+    runs = Path(args.runs_dir)
+    t0 = time.monotonic()
+    for label, sc in (("before", before), ("after", after)):
+        console.rule(f"[bold]{label}: server profile {sc.server.profile}, client {sc.name}")
+        hooks = RichProgress(console, quiet=args.quiet)
+        with hooks:
+            run_async_with_signals(execute_run(sc, runs / label, force=True, hooks=hooks,
+                                               cli_args={"argv": ["demo", label]}))
+    report = write_report(runs / "before", runs / "after", Path(args.report), console)
+    console.print(f"demo finished in {time.monotonic() - t0:.0f} s; report: {report}")
+    return 0
+
+
+def write_report(before_dir: Path, after_dir: Path, out: Path, console: Any) -> Path:
+    """Compile both runs, print the comparison and write the HTML report."""
+    from orpheus_bench.report.console import render_console, render_console_comparison
+    from orpheus_bench.report.html import render_html
+    from orpheus_bench.results.compare import compare
+    from orpheus_bench.results.compile import compile_run
+
+    before = compile_run(before_dir)
+    after = compile_run(after_dir)
+    comparison = compare(before, after)
+    render_console(before, console)
+    render_console(after, console)
+    render_console_comparison(comparison, console)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_html(after, before, comparison), encoding="utf-8")
+    return out

@@ -1,0 +1,31 @@
+"""The demo's built-in clients are the shipped seed scenarios (so the README's two descriptions never drift)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from orpheus_bench.commands.demo import demo_scenarios
+from orpheus_bench.scenario import load_scenario
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_clients_match_seed_scenarios() -> None:
+    args = argparse.Namespace(levels=[1, 2], requests_per_level=3, keep_audio=1, device="auto", model="test")
+    before, after = demo_scenarios(args)
+    for built, name in ((before, "seed-before"), (after, "seed-after")):
+        shipped = load_scenario(REPO / "scenarios" / f"{name}.yaml")
+        assert built.mode == shipped.mode
+        assert built.protocol == shipped.protocol
+        assert built.sampling == shipped.sampling
+        assert built.decode.spec() == shipped.decode.spec()
+        assert built.prompts == shipped.prompts
+        assert built.server.profile == name
+        assert built.load.concurrency == [1, 2] and built.load.requests_per_level == 3
+    assert before.sampling.max_tokens == 2048 and before.mode == "blocking"
+    assert after.sampling.max_tokens == 512 and after.decode.spec().window_frames == 4
