@@ -7,8 +7,9 @@
     ├── LaunchError                   llama-server could not be found, built or started
     └── RequestError                  one request failed; carries an `ErrorClass` and becomes record data
         ├── ConnectError              connect refused / DNS / connect timeout
-        ├── HTTPStatusError           non-2xx answer (AuthError for 401/403)
-        │   └── AuthError
+        ├── HTTPStatusError           non-2xx answer
+        │   ├── AuthError             401/403: --api-key missing or wrong
+        │   └── ContextSizeError      400 exceed_context_size_error: the prompt cannot get audio (no_audio)
         ├── ProtocolError             malformed SSE or JSON, stream ended without its final event
         ├── DisconnectError           connection dropped mid-stream
         ├── StreamTimeout             total or between-token timeout
@@ -70,6 +71,12 @@ class HTTPStatusError(RequestError):
 
 class AuthError(HTTPStatusError):
     error_class = ErrorClass.AUTH
+
+
+class ContextSizeError(HTTPStatusError):
+    """The prompt does not fit the slot's context, so no audio can come back: recorded as ``no_audio``."""
+
+    error_class = ErrorClass.NO_AUDIO
 
 
 class ProtocolError(RequestError):

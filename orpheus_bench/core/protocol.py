@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from orpheus_bench.errors import AuthError, HTTPStatusError, ProtocolError
+from orpheus_bench.errors import AuthError, ContextSizeError, HTTPStatusError, ProtocolError
 from orpheus_bench.records import ServerTimings
 
 Protocol = Literal["native", "openai"]
@@ -181,6 +181,9 @@ def error_from_body(status: int | None, body: Any) -> HTTPStatusError:
         text += f": {message[:500]}"
     if status in (401, 403):
         return AuthError(text + " (check --api-key / ORPHEUS_BENCH_API_KEY)", http_status=status)
+    if kind == "exceed_context_size_error":
+        hint = " (the prompt does not fit the per-slot context -c/-np: no audio; see `orpheus-bench doctor`)"
+        return ContextSizeError(text + hint, http_status=status)
     return HTTPStatusError(text, http_status=status)
 
 

@@ -78,6 +78,7 @@ def test_exceed_context_400_body() -> None:
     ).encode()
     err = parse_error_text(400, raw)
     assert err.http_status == 400
+    assert err.error_class.value == "no_audio"  # the seed's "long prompts produce no audio"
     assert "exceed_context_size_error" in str(err) and "context size" in str(err)
 
 
