@@ -34,6 +34,7 @@ from orpheus_bench.records import ErrorClass, RequestRecord, Status
 ERROR_BODY_LIMIT = 64 * 1024
 BLOCKING_BODY_LIMIT = 64 * 1024 * 1024
 DECODE_DRAIN_S = 30.0
+STALE_RETRIES = 4  # each failed write discards one dead pooled connection
 
 
 class PcmCollector:
@@ -80,7 +81,7 @@ async def execute(
         try:
             try:
                 async with asyncio.timeout(target.request_timeout_s):
-                    await _exchange(session, target, record, body, pipeline, submit, now)
+                    await _exchange_once_more_on_stale(session, target, record, body, pipeline, submit, now)
                     await _wait_all(pending)
             except TimeoutError as exc:
                 raise StreamTimeout(_timeout_message(record, target, exc)) from exc
@@ -107,6 +108,33 @@ async def execute(
         # Every exit path closes the record exactly once, with its end time.
         pipeline.finalize(now())
     return record
+
+
+async def _exchange_once_more_on_stale(
+    session: aiohttp.ClientSession,
+    target: Target,
+    record: RequestRecord,
+    body: dict[str, Any],
+    pipeline: RequestPipeline,
+    submit: Callable[[list[DecodeWindow]], None],
+    now: Callable[[], float],
+) -> None:
+    """`_exchange`, retried once when a pooled keep-alive connection turns out to be dead before any answer.
+
+    llama-server closes the connection after a streamed (chunked) response without saying ``Connection: close``;
+    the pool hands that socket to the next request, whose write then fails. That request never reached the
+    server, so sending it again on a fresh connection is safe and keeps keep-alive (the seed's setting) usable.
+    The record notes the retry.
+    """
+    for attempt in range(STALE_RETRIES + 1):
+        try:
+            await _exchange(session, target, record, body, pipeline, submit, now)
+            return
+        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+            stale = not isinstance(exc, aiohttp.ClientConnectorError) and record.t_headers_s is None
+            if not stale or attempt == STALE_RETRIES:
+                raise
+            record.extra["stale_connection_retries"] = attempt + 1
 
 
 async def _exchange(

@@ -51,8 +51,12 @@ class LevelPlan:
 
     @property
     def level(self) -> int:
-        """The integer level stored in records: the concurrency, or the rate rounded up for open loop."""
-        return int(self.value) if self.kind == "concurrency" else max(1, math.ceil(self.value))
+        """The integer level stored in records: the concurrency, or for open loop the rate in milli-requests/s.
+
+        Rates must stay distinct after rounding (0.5/s and 1/s are different levels), hence the milli unit; the
+        label ("rate=0.5/s") is what people read.
+        """
+        return int(self.value) if self.kind == "concurrency" else max(1, round(self.value * 1000))
 
     @property
     def label(self) -> str:

@@ -264,7 +264,7 @@ async def _doctor(sc: Scenario, prompts: list[Any], api_key: str | None) -> dict
         return None
     report = await run_checks(
         sc.host,
-        prompts=[p.text for p in prompts],
+        prompts={p.id: p.text for p in prompts},
         max_tokens=sc.sampling.max_tokens,
         concurrency=max(sc.load.concurrency) if not sc.load.rate else None,
         api_key=api_key,

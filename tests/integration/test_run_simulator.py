@@ -91,10 +91,12 @@ async def test_openai_protocol_and_blocking_mode(sim_url: str, tmp_path: Path) -
 
 
 async def test_open_loop_records_schedule(sim_url: str, tmp_path: Path) -> None:
-    data = scenario(sim_url, load={"rate": [20.0], "requests_per_level": 10, "seed": 3})
+    data = scenario(sim_url, load={"rate": [20.0, 30.0], "requests_per_level": 10, "seed": 3})
     await execute_run(scenario_from_dict(data), tmp_path / "run", doctor=False)
     records = read_records(str(tmp_path / "run" / "requests.jsonl"))
-    assert len(records) == 20 + 10  # warmup = ceil(rate)
+    assert len(records) == (20 + 10) + (30 + 10)  # warmup = ceil(rate)
+    assert Counter(r.level for r in records) == {20_000: 30, 30_000: 40}  # milli-requests per second
+    assert {r.level_label for r in records} == {"rate=20/s", "rate=30/s"}
     scheduled = sorted(r.scheduled_offset_s for r in records)  # type: ignore[type-var]
     assert all(s is not None for s in scheduled)
     assert all(r.send_delay_s is not None and r.send_delay_s >= 0 for r in records)

@@ -1,0 +1,63 @@
+"""Fixtures for tests against a real llama-server serving the tiny Orpheus-format model.
+
+`tiny_model_path` builds (once, cached) the test GGUF; `llama_server_np4` and `llama_server_np1` start one
+llama-server each per test session from the `test-np4` / `test-np1` profiles and yield its base URL. When no
+llama-server is installed the tests that use them are skipped with the install hint, unless
+`ORPHEUS_BENCH_REQUIRE_LLAMA_SERVER=1` (CI sets it), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orpheus_bench.errors import LaunchError
+from orpheus_bench.server.binary import find_llama_server
+from orpheus_bench.server.launcher import LlamaServer
+from orpheus_bench.server.model_builder import cached_test_model
+from orpheus_bench.server.profiles import resolve_profile
+
+REQUIRE_ENV = "ORPHEUS_BENCH_REQUIRE_LLAMA_SERVER"
+
+
+def _require_binary() -> Path:
+    try:
+        return find_llama_server()
+    except LaunchError as exc:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path() -> Path:
+    """The default tiny Orpheus-format GGUF (built on first use, then cached)."""
+    return cached_test_model()
+
+
+@pytest.fixture(scope="session")
+def llama_server_binary() -> Path:
+    """The llama-server binary the tests use (skips or fails as the module docstring says)."""
+    return _require_binary()
+
+
+def _serve(profile: str, model: Path, tmp: pytest.TempPathFactory) -> Iterator[str]:
+    _require_binary()
+    log = tmp.mktemp(f"llama-server-{profile}") / "server.log"
+    with LlamaServer(resolve_profile(profile), model, log_path=log, ready_timeout_s=60) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def llama_server_np4(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a 4-slot llama-server (profile test-np4: 1024 tokens per slot) for the whole session."""
+    yield from _serve("test-np4", tiny_model_path, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def llama_server_np1(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a 1-slot llama-server (profile test-np1: 2048 tokens) for the whole session."""
+    yield from _serve("test-np1", tiny_model_path, tmp_path_factory)
