@@ -18,6 +18,7 @@ from orpheus_bench.errors import ConfigError, LaunchError, ServerError
 # Order is the order of `--help`.
 COMMANDS: list[str] = [
     "run",
+    "capacity",
     "simulate",
     "report",
     "demo",

@@ -20,6 +20,7 @@ import aiohttp
 import numpy as np
 
 from orpheus_bench.audio.service import DecodeService
+from orpheus_bench.audio.setup import build_decode_service
 from orpheus_bench.client.runner import LevelOutcome, LevelPlan, SweepRunner, plan_levels
 from orpheus_bench.client.target import Target
 from orpheus_bench.errors import ConfigError, ServerNotReady
@@ -102,7 +103,8 @@ def _scrub_props(props: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def _maybe_server(sc: Scenario, rundir: RunDirectory, hooks: RunHooks) -> AsyncIterator[Scenario]:
+async def managed_server(sc: Scenario, rundir: RunDirectory, hooks: RunHooks) -> AsyncIterator[Scenario]:
+    """Start llama-server from ``sc.server`` (if set) for the block; yields the scenario pointed at it."""
     if not sc.server.profile:
         yield sc
         return
@@ -168,7 +170,7 @@ async def execute_run(
     service: DecodeService | None = None
     levels: list[dict[str, Any]] = []
     try:
-        async with _maybe_server(sc, rundir, hooks) as sc:
+        async with managed_server(sc, rundir, hooks) as sc:
             target = Target.from_scenario(sc, api_key=api_key)
             health = await wait_ready(sc.host, sc.timeouts.server_ready_s, api_key)
             props = await fetch_props(sc.host, api_key) if health == "ok" else None
@@ -217,34 +219,11 @@ async def execute_run(
 
 
 def _decode_service(sc: Scenario, rundir: RunDirectory, hooks: RunHooks) -> DecodeService:
-    if sc.decode.preset == "off":
-        rundir.update(
-            snac={
-                "spec": None,
-                "device": None,
-                "random_weights": False,
-                "description": "decoding off: audio seconds are what the tokens encode",
-            }
-        )
-        return DecodeService(None)
-    from orpheus_bench.audio.decoder import SnacDecoder
-    from orpheus_bench.audio.snac_loader import load_snac
-
-    hooks.status(f"loading SNAC ({sc.decode.snac_model}) on {sc.decode.device}")
-    loaded = load_snac(sc.decode.snac_model, sc.decode.device, torch_threads=sc.decode.threads)
-    rundir.update(
-        snac={
-            "spec": loaded.spec,
-            "device": loaded.device,
-            "random_weights": loaded.random_weights,
-            "description": loaded.description,
-            "torch_threads": loaded.torch_threads,
-            "decode": dataclasses.asdict(sc.decode.spec()),
-            "max_batch": sc.decode.max_batch,
-            "max_wait_ms": sc.decode.max_wait_ms,
-        }
-    )
-    return DecodeService(SnacDecoder(loaded), max_batch=sc.decode.max_batch, max_wait_ms=sc.decode.max_wait_ms)
+    if sc.decode.preset != "off":
+        hooks.status(f"loading SNAC ({sc.decode.snac_model}) on {sc.decode.device}")
+    service, info = build_decode_service(sc.decode)
+    rundir.update(snac=info)
+    return service
 
 
 def _decode_stats(service: DecodeService) -> dict[str, Any]:

@@ -7,6 +7,11 @@ decode at the end), stops it, does the same with the ``seed-after`` profile and 
 settings below are the ones in ``scenarios/seed-before.yaml`` and ``scenarios/seed-after.yaml`` (a unit test
 keeps them equal). The model is tiny and the SNAC weights are random, so the numbers describe this harness and
 this machine's llama-server, not Orpheus 3B on a GPU; the report says so.
+
+The tiny model never ends speech on its own (a real Orpheus model stops after the utterance, usually long before
+max_tokens), so both clients' generations are capped at ``--utterance-tokens`` (default 280 tokens = 40 frames =
+3.4 s of audio): before and after then produce the same audio per request, and what differs is what the seed
+changed: blocking vs streaming, one slot vs thirty, the decode strategy and sampling settings.
 """
 
 from __future__ import annotations
@@ -39,11 +44,25 @@ AFTER_CLIENT: dict[str, Any] = {
 
 def register(sub: Any) -> None:
     """Add the `demo` subcommand."""
-    p = sub.add_parser("demo", help="Before/after on a real llama-server with a tiny model, one report.",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--levels", type=_int_list("load.concurrency"), default=[1, 2, 4, 8, 12],
-                   help="Concurrency levels (default 1,2,4,8,12).")
+    p = sub.add_parser(
+        "demo",
+        help="Before/after on a real llama-server with a tiny model, one report.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--levels",
+        type=_int_list("load.concurrency"),
+        default=[1, 2, 4, 8, 12],
+        help="Concurrency levels (default 1,2,4,8,12).",
+    )
     p.add_argument("--requests-per-level", type=int, default=8, help="Measured requests per level (default 8).")
+    p.add_argument(
+        "--utterance-tokens",
+        type=int,
+        default=280,
+        help="Tokens generated per request by both clients (the tiny model never ends speech itself).",
+    )
     p.add_argument("--model", default="test", help="GGUF to serve ('test' = the tiny Orpheus-format model).")
     p.add_argument("--runs-dir", default="runs/demo", help="Where the two run directories go.")
     p.add_argument("--report", default="reports/demo/index.html", help="The report file.")
@@ -61,6 +80,7 @@ def demo_scenarios(args: argparse.Namespace) -> tuple[Scenario, Scenario]:
         "keep_audio": args.keep_audio,
         "decode.device": args.device,
         "server.model": args.model,
+        "sampling.max_tokens": args.utterance_tokens,
     }
     before = scenario_from_dict(merge_overrides(BEFORE_CLIENT, {**common, "server.profile": "seed-before"}))
     after = scenario_from_dict(merge_overrides(AFTER_CLIENT, {**common, "server.profile": "seed-after"}))
@@ -93,8 +113,9 @@ def main(args: argparse.Namespace) -> int:
         console.rule(f"[bold]{label}: server profile {sc.server.profile}, client {sc.name}")
         hooks = RichProgress(console, quiet=args.quiet)
         with hooks:
-            run_async_with_signals(execute_run(sc, runs / label, force=True, hooks=hooks,
-                                               cli_args={"argv": ["demo", label]}))
+            run_async_with_signals(
+                execute_run(sc, runs / label, force=True, hooks=hooks, cli_args={"argv": ["demo", label]})
+            )
     report = write_report(runs / "before", runs / "after", Path(args.report), console)
     console.print(f"demo finished in {time.monotonic() - t0:.0f} s; report: {report}")
     return 0

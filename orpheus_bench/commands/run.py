@@ -41,10 +41,11 @@ def _float_list(field: str) -> Any:
     return parse
 
 
-def add_scenario_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by run-like commands (run, capacity)."""
+def add_scenario_options(p: argparse.ArgumentParser, *, include_host: bool = True) -> None:
+    """Options shared by run-like commands (run, capacity, the Locust adapter, which has its own --host)."""
     p.add_argument("--scenario", help="Scenario YAML; flags below override its fields.")
-    p.add_argument("--host", help="Base URL of llama-server (default http://127.0.0.1:8080).")
+    if include_host:
+        p.add_argument("--host", help="Base URL of llama-server (default http://127.0.0.1:8080).")
     p.add_argument("--protocol", choices=["native", "openai"], help="/completion (native) or /v1/completions.")
     p.add_argument("--mode", choices=["stream", "blocking"], help="Streaming (SSE) or blocking requests.")
     p.add_argument("--model-name", dest="model_name", help="Model name for the openai protocol.")
@@ -98,7 +99,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Dotted scenario keys from the flags that were given."""
     voice = getattr(args, "voice", None)
     o: dict[str, Any] = {
-        "host": args.host,
+        "host": getattr(args, "host", None),
         "protocol": args.protocol,
         "mode": args.mode,
         "model": args.model_name,
@@ -219,7 +220,7 @@ def main(args: argparse.Namespace) -> int:
     from orpheus_bench.client.session import execute_run
 
     sc = scenario_from_args(args)
-    gate_rules = _load_gate(sc.gate) if sc.gate else None
+    gate_rules = load_gate(sc.gate) if sc.gate else None
     out = args.out or os.path.join("runs", dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     console = Console()
     hooks = RichProgress(Console(stderr=True), quiet=args.quiet)
@@ -243,7 +244,7 @@ def main(args: argparse.Namespace) -> int:
     _print_results(out, console)
     console.print(f"records: {outcome.records}  run directory: {outcome.run_dir}")
     if gate_rules is not None:
-        return _apply_gate(gate_rules, outcome.run_dir, console)
+        return apply_gate(gate_rules, outcome.run_dir, console)
     return 0
 
 
@@ -259,7 +260,8 @@ def _print_results(out: str, console: Any) -> None:
     render_console(results, console)
 
 
-def _load_gate(path: str) -> Any:
+def load_gate(path: str) -> Any:
+    """Load and validate gate rules (ConfigError naming the field on bad input)."""
     try:
         from orpheus_bench.gate.rules import load_rules
     except ImportError as exc:
@@ -267,7 +269,8 @@ def _load_gate(path: str) -> Any:
     return load_rules(path)
 
 
-def _apply_gate(rules: Any, run_dir: Any, console: Any) -> int:
+def apply_gate(rules: Any, run_dir: Any, console: Any) -> int:
+    """Evaluate gate rules on a finished run directory; returns the gate's exit code."""
     from orpheus_bench.gate.engine import evaluate_and_print
 
     return int(evaluate_and_print(rules, run_dir, console=console))

@@ -125,8 +125,10 @@ class RequestPipeline:
                 rec.tokens_cached = msg.tokens_cached
             if msg.timings is not None:
                 rec.timings = msg.timings
-        if msg.extra.get("sim_sent") is not None and "sim_first_sent" not in rec.extra:
-            rec.extra["sim_first_sent"] = msg.extra["sim_sent"]
+        sent = msg.extra.get("sim_sent_mono")
+        if sent is not None and numbers and "sim_first_token_sent_mono" not in rec.extra:
+            # Simulator stamp mode: when the server wrote the first token (time.monotonic, same host).
+            rec.extra["sim_first_token_sent_mono"] = sent
         self._sync_counts()
         return windows
 

@@ -90,9 +90,15 @@ def parse_native(data: str) -> StreamMessage:
         msg.tokens_cached = _int(obj, "tokens_cached")
         msg.prompt_tokens = _int(obj, "tokens_evaluated")
         msg.timings = parse_timings(obj.get("timings"))
-    if "sim_sent" in obj:
-        msg.extra["sim_sent"] = obj["sim_sent"]
+    _stamps(obj, msg)
     return msg
+
+
+def _stamps(obj: dict[str, Any], msg: StreamMessage) -> None:
+    # The simulator's stamp mode puts its send time in every event, to measure the harness's own overhead.
+    mono = obj.get("sim_sent_mono")
+    if isinstance(mono, (int, float)):
+        msg.extra["sim_sent_mono"] = float(mono)
 
 
 def parse_openai(data: str) -> StreamMessage:
@@ -118,8 +124,7 @@ def parse_openai(data: str) -> StreamMessage:
         msg.prompt_tokens = _int(usage, "prompt_tokens")
     if "timings" in obj:
         msg.timings = parse_timings(obj.get("timings"))
-    if "sim_sent" in obj:
-        msg.extra["sim_sent"] = obj["sim_sent"]
+    _stamps(obj, msg)
     return msg
 
 

@@ -27,7 +27,7 @@ from orpheus_bench.results.model import RunResults
 
 Run = tuple[str, RunResults]  # (role label such as "after", results)
 
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
 _STYLE: dict[str, Any] = {
     "svg.hashsalt": "orpheus-bench",
     "svg.fonttype": "path",
@@ -40,22 +40,22 @@ _STYLE: dict[str, Any] = {
 MAX_TIMELINE_REQUESTS = 400
 
 
-def _style(overrides: dict[str, Any] | None = None) -> AbstractContextManager[None]:
+def plot_style(overrides: dict[str, Any] | None = None) -> AbstractContextManager[None]:
     # matplotlib's stubs type rc keys as literals; ours are checked by matplotlib at runtime.
     return mpl.rc_context(cast(Any, {**_STYLE, **(overrides or {})}))
 
 
-def _uri(fig: Figure, fmt: str) -> str:
+def figure_uri(fig: Figure, fmt: str) -> str:
     buf = io.BytesIO()
-    with _style():
+    with plot_style():
         metadata = {"Date": None} if fmt == "svg" else {"Software": None}
         fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight", metadata=metadata)
     mime = "image/svg+xml" if fmt == "svg" else "image/png"
     return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _figure(width: float = 7.0, height: float = 3.6, ncols: int = 1) -> tuple[Figure, list[Axes]]:
-    with _style():
+def new_figure(width: float = 7.0, height: float = 3.6, ncols: int = 1) -> tuple[Figure, list[Axes]]:
+    with plot_style():
         # No constrained layout: it costs a third of the drawing time; bbox_inches="tight" trims at save.
         fig = Figure(figsize=(width, height))
         axes = fig.subplots(1, ncols, squeeze=False, gridspec_kw={"wspace": 0.3})[0]
@@ -74,8 +74,8 @@ def _log_if_wide(ax: Axes, values: Sequence[float]) -> None:
 
 def ttfa_vs_concurrency(runs: Sequence[Run]) -> str | None:
     """TTFA p50/p90/p99 against concurrency, every run on one chart (before dashed)."""
-    with _style():
-        fig, (ax,) = _figure()
+    with plot_style():
+        fig, (ax,) = new_figure()
         values: list[float] = []
         for role, res in runs:
             levels = [lv for lv in res.levels if lv.ttfa_ms.n]
@@ -83,7 +83,7 @@ def ttfa_vs_concurrency(runs: Sequence[Run]) -> str | None:
                 continue
             x = [lv.level for lv in levels]
             for color, (name, get) in zip(
-                _PALETTE,
+                PALETTE,
                 (
                     ("p50", lambda lv: lv.ttfa_ms.p50),
                     ("p90", lambda lv: lv.ttfa_ms.p90),
@@ -101,13 +101,13 @@ def ttfa_vs_concurrency(runs: Sequence[Run]) -> str | None:
         ax.set_ylabel("TTFA (ms)")
         ax.set_title("TTFA percentiles vs concurrency")
         ax.legend(fontsize=8, ncols=2)
-        return _uri(fig, "svg")
+        return figure_uri(fig, "svg")
 
 
 def throughput_vs_concurrency(runs: Sequence[Run]) -> str | None:
     """Successful requests per second against concurrency, every run on one chart."""
-    with _style():
-        fig, (ax,) = _figure()
+    with plot_style():
+        fig, (ax,) = new_figure()
         drawn = False
         for i, (role, res) in enumerate(runs):
             levels = [lv for lv in res.levels if lv.throughput_rps is not None]
@@ -119,7 +119,7 @@ def throughput_vs_concurrency(runs: Sequence[Run]) -> str | None:
                 [lv.throughput_rps or 0.0 for lv in levels],
                 _dash(role),
                 marker="o",
-                color=_PALETTE[i],
+                color=PALETTE[i],
                 label=role,
             )
         if not drawn:
@@ -129,13 +129,13 @@ def throughput_vs_concurrency(runs: Sequence[Run]) -> str | None:
         ax.set_ylim(bottom=0)
         ax.set_title("Throughput vs concurrency")
         ax.legend(fontsize=8)
-        return _uri(fig, "svg")
+        return figure_uri(fig, "svg")
 
 
 def latency_cdf(results: RunResults) -> str | None:
     """Empirical CDFs of TTFA and total latency, one line per level (successful measured requests)."""
-    with _style():
-        fig, (ax_ttfa, ax_total) = _figure(width=8.0, height=3.4, ncols=2)
+    with plot_style():
+        fig, (ax_ttfa, ax_total) = new_figure(width=8.0, height=3.4, ncols=2)
         drawn = False
         for i, lv in enumerate(results.levels):
             rows = [r for r in results.requests if r.level == lv.level and not r.warmup and r.ok]
@@ -146,7 +146,7 @@ def latency_cdf(results: RunResults) -> str | None:
                 if values:
                     drawn = True
                     y = np.arange(1, len(values) + 1) / len(values)
-                    ax.step(values, y, where="post", color=_PALETTE[i % len(_PALETTE)], label=lv.label)
+                    ax.step(values, y, where="post", color=PALETTE[i % len(PALETTE)], label=lv.label)
         if not drawn:
             return None
         ax_ttfa.set_xlabel("TTFA (ms)")
@@ -155,7 +155,7 @@ def latency_cdf(results: RunResults) -> str | None:
         ax_ttfa.set_title("TTFA CDF per level")
         ax_total.set_title("Total latency CDF per level")
         ax_total.legend(fontsize=8)
-        return _uri(fig, "svg")
+        return figure_uri(fig, "svg")
 
 
 def request_timeline(results: RunResults) -> str | None:
@@ -166,11 +166,11 @@ def request_timeline(results: RunResults) -> str | None:
     if len(rows) > MAX_TIMELINE_REQUESTS:
         step = len(rows) / MAX_TIMELINE_REQUESTS
         rows = [rows[int(i * step)] for i in range(MAX_TIMELINE_REQUESTS)]
-    with _style():
-        fig, (ax,) = _figure(width=8.0, height=min(8.0, 2.0 + 0.02 * len(rows)))
+    with plot_style():
+        fig, (ax,) = new_figure(width=8.0, height=min(8.0, 2.0 + 0.02 * len(rows)))
         for lv_i, lv in enumerate(results.levels):
             if lv.started_run_s is not None and lv.ended_run_s is not None:
-                ax.axvspan(lv.started_run_s, lv.ended_run_s, color=_PALETTE[lv_i % len(_PALETTE)], alpha=0.06)
+                ax.axvspan(lv.started_run_s, lv.ended_run_s, color=PALETTE[lv_i % len(PALETTE)], alpha=0.06)
                 ax.text(lv.started_run_s, 1.0, lv.label, transform=ax.get_xaxis_transform(), fontsize=7, va="bottom")
         y = np.arange(len(rows))
         start = np.array([r.start_run_s for r in rows])
@@ -204,13 +204,13 @@ def request_timeline(results: RunResults) -> str | None:
         ax.set_title(title, pad=14)
         # Closed-loop timelines run from top left to bottom right, so the top right is free.
         ax.legend(fontsize=8, loc="upper right")
-        return _uri(fig, "png")
+        return figure_uri(fig, "png")
 
 
 def stall_rate_vs_preroll(runs: Sequence[Run]) -> str | None:
     """Share of streams with at least one stall against the player's pre-roll, one line per level."""
-    with _style():
-        fig, (ax,) = _figure()
+    with plot_style():
+        fig, (ax,) = new_figure()
         drawn = False
         for role, res in runs:
             for i, lv in enumerate(res.levels):
@@ -224,7 +224,7 @@ def stall_rate_vs_preroll(runs: Sequence[Run]) -> str | None:
                     y,
                     _dash(role),
                     marker="o",
-                    color=_PALETTE[i % len(_PALETTE)],
+                    color=PALETTE[i % len(PALETTE)],
                     label=f"{role} {lv.label}" if len(runs) > 1 else lv.label,
                 )
         if not drawn:
@@ -234,7 +234,7 @@ def stall_rate_vs_preroll(runs: Sequence[Run]) -> str | None:
         ax.set_ylim(-2, 102)
         ax.set_title("Stall rate vs pre-roll")
         ax.legend(fontsize=7, ncols=2)
-        return _uri(fig, "svg")
+        return figure_uri(fig, "svg")
 
 
 def server_timeline(results: RunResults) -> str | None:
@@ -243,11 +243,11 @@ def server_timeline(results: RunResults) -> str | None:
     if not samples:
         return None
     t = [s.t_run_s for s in samples]
-    with _style():
-        fig, (ax,) = _figure(width=8.0, height=3.4)
+    with plot_style():
+        fig, (ax,) = new_figure(width=8.0, height=3.4)
         for lv_i, lv in enumerate(results.levels):
             if lv.started_run_s is not None and lv.ended_run_s is not None:
-                ax.axvspan(lv.started_run_s, lv.ended_run_s, color=_PALETTE[lv_i % len(_PALETTE)], alpha=0.06)
+                ax.axvspan(lv.started_run_s, lv.ended_run_s, color=PALETTE[lv_i % len(PALETTE)], alpha=0.06)
                 ax.text(lv.started_run_s, 1.0, lv.label, transform=ax.get_xaxis_transform(), fontsize=7, va="top")
         drawn = False
         for name, values, color in (
@@ -273,7 +273,7 @@ def server_timeline(results: RunResults) -> str | None:
             return None
         ax.set_title("Server timeline")
         ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.18), ncols=4)
-        return _uri(fig, "svg")
+        return figure_uri(fig, "svg")
 
 
 def waveform(path: str | Path, width_px: int = 560, height_px: int = 70) -> str | None:
@@ -294,7 +294,7 @@ def waveform(path: str | Path, width_px: int = 560, height_px: int = 70) -> str 
     edges = np.linspace(0, data.size, bins + 1).astype(int)
     lo = np.array([data[a:b].min() for a, b in itertools.pairwise(edges)])
     hi = np.array([data[a:b].max() for a, b in itertools.pairwise(edges)])
-    with _style({"axes.grid": False}):
+    with plot_style({"axes.grid": False}):
         fig = Figure(figsize=(width_px / 100, height_px / 100), dpi=100)
         ax = fig.add_axes((0, 0, 1, 1))
         ax.fill_between(np.arange(bins), lo, hi, color="#08519c", lw=0)

@@ -1,0 +1,135 @@
+"""The run's side of a Locust run (local runner or master): run directory, records, levels, gates.
+
+It owns the `LevelController` the load shape ticks, writes ``runs/<name>/requests.jsonl`` through the same
+`JsonlSink` and ``run.json`` through the same `RunDirectory` as ``orpheus-bench run`` (``driver: "locust"``),
+and adds each level's summary as the level ends. When the run is over it closes the directory (``complete``
+only when every level ran to its end) and, when the scenario names gate rules, evaluates them on the raw
+records of the run directory: Locust's exit code then follows the gates, not Locust's rounded percentiles.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orpheus_bench.commands.run import safe_cli_args
+from orpheus_bench.locust.levels import LevelController, LevelState, StepPlan
+from orpheus_bench.records import RequestRecord
+from orpheus_bench.rundir import RunDirectory
+from orpheus_bench.scenario import Scenario
+from orpheus_bench.sinks import JsonlSink
+
+log = logging.getLogger(__name__)
+PROPS_TIMEOUT_S = 5.0
+EXIT_CONFIG = 2
+
+
+def load_gate_rules(path: str) -> Any:
+    """Gate rules, validated before the first request (ConfigError when gates are unavailable or invalid)."""
+    from orpheus_bench.commands.run import load_gate
+
+    return load_gate(path)
+
+
+def apply_gates(rules: Any, run_dir: Path) -> int:
+    """Evaluate gate rules on a finished run directory and print the verdict; the exit code (0 pass, 1 fail)."""
+    from rich.console import Console
+
+    from orpheus_bench.commands.run import apply_gate
+
+    return int(apply_gate(rules, run_dir, Console(stderr=True)))
+
+
+def fetch_props(host: str, api_key: str | None) -> dict[str, Any] | None:
+    """GET /props (best effort, for run.json); None when the server does not answer it."""
+    req = urllib.request.Request(host.rstrip("/") + "/props")
+    if api_key:
+        req.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(req, timeout=PROPS_TIMEOUT_S) as resp:
+            data = json.loads(resp.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {k: v for k, v in data.items() if k not in ("chat_template", "chat_template_tool_use")}
+
+
+class RunSide:
+    """Run directory, record sink, level controller and gates of one run."""
+
+    def __init__(
+        self,
+        sc: Scenario,
+        plan: StepPlan,
+        out_dir: str | Path,
+        *,
+        force: bool,
+        publish: Callable[[LevelState], None],
+        nodes: Callable[[], set[str]],
+        locust_info: dict[str, Any],
+        api_key: str | None = None,
+    ) -> None:
+        self.scenario = sc
+        self.gate_rules = load_gate_rules(sc.gate) if sc.gate else None
+        self.rundir = RunDirectory(out_dir, force=force)
+        self.rundir.start(
+            driver="locust",
+            scenario=sc.model_dump(mode="json"),
+            cli_args={"argv": safe_cli_args(sys.argv[1:])},
+            host=sc.host,
+            planned_levels=[f"c={u}" for u in plan.levels],
+            locust=locust_info,
+        )
+        self.sink = JsonlSink(self.rundir.requests_path)
+        self.controller = LevelController(plan, publish=publish, nodes=nodes, on_level_end=self._level_end)
+        self.finished = False
+        self.rundir.update(server_props=fetch_props(sc.host, api_key))
+
+    # ---- from the users' side ----------------------------------------------------------------------
+    def on_record(self, record: RequestRecord) -> None:
+        """A finished request: on disk first, then counted for its level."""
+        if self.finished:
+            log.warning("record %s arrived after the run was closed; dropped", record.request_id)
+            return
+        self.sink.emit(record)
+        self.controller.record(record)
+
+    def on_ready(self, node: str, snac: dict[str, Any] | None, error: str | None) -> None:
+        """A user process loaded its decoder (run.json keeps the first description)."""
+        if snac is not None and "snac" not in self.rundir.meta:
+            self.rundir.update(snac=snac)
+        if error is not None:
+            log.error("orpheus-bench: %s: %s", node, error)
+        self.controller.ready(node, error)
+
+    def on_idle(self, node: str, index: int, lag_ms: list[float], decode: dict[str, Any] | None) -> None:
+        """A user process has nothing in flight at a draining level."""
+        self.controller.idle(node, index, lag_ms, decode)
+
+    def _level_end(self, summary: dict[str, Any]) -> None:
+        self.sink.level_done(int(summary["level"]))
+        self.rundir.add_level(summary)
+
+    # ---- the end ------------------------------------------------------------------------------------
+    def finish(self) -> int | None:
+        """Close the level in progress and the run directory; the exit code the gates (or a failure) ask for."""
+        if self.finished:
+            return None
+        self.finished = True
+        ctl = self.controller
+        ctl.close(interrupted=True)  # a no-op when every level ended on its own
+        complete = ctl.finished and ctl.failed is None
+        self.sink.close()
+        self.rundir.finish(complete=complete, records=self.sink.count, failure=ctl.failed)
+        if ctl.failed is not None:
+            return EXIT_CONFIG
+        if self.gate_rules is not None:
+            return apply_gates(self.gate_rules, self.rundir.path)
+        return None

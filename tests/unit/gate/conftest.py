@@ -1,0 +1,129 @@
+"""Crafted run directories for the gate tests: records with chosen timings, a run.json, written to tmp_path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orpheus_bench.records import AudioChunk, ErrorClass, RequestRecord, Status
+
+SAMPLES_PER_CHUNK = 2048  # 85 ms of 24 kHz audio
+
+
+def record(
+    level: int,
+    seq: int,
+    ttfa_s: float | None,
+    total_s: float | None = None,
+    *,
+    ok: bool = True,
+    warmup: bool = False,
+    start_s: float | None = None,
+    chunk_gap_s: float | None = None,
+    chunks: int = 4,
+    invalid: int = 0,
+    audio_tokens: int = 196,
+    cancelled: bool = False,
+    client_bound: bool = False,
+) -> RequestRecord:
+    """One request; chunks follow TTFA every ``chunk_gap_s`` (default: exactly real time, no stall)."""
+    total = total_s if total_s is not None else (None if ttfa_s is None else ttfa_s + 0.3)
+    gap = SAMPLES_PER_CHUNK / 24_000 if chunk_gap_s is None else chunk_gap_s
+    chunk_list = []
+    if ok and ttfa_s is not None:
+        chunk_list = [
+            AudioChunk(t_ready_s=ttfa_s + i * gap, samples=SAMPLES_PER_CHUNK, t_tokens_s=ttfa_s + i * gap)
+            for i in range(chunks)
+        ]
+    rec = RequestRecord(
+        request_id=f"{level}-{seq}",
+        level=level,
+        worker=seq % max(level, 1),
+        seq=seq,
+        warmup=warmup,
+        prompt_id="p",
+        prompt="hello",
+        voice="tara",
+        mode="stream",
+        protocol="native",
+        driver="aiohttp",
+        wall_start=0.0,
+        run_offset_s=seq * 0.5 if start_s is None else start_s,
+        level_label=f"c={level}",
+        t_first_token_s=None if ttfa_s is None else ttfa_s * 0.5,
+        t_first_pcm_s=ttfa_s if ok else None,
+        t_end_s=total,
+        tokens_generated=audio_tokens,
+        audio_tokens=audio_tokens,
+        invalid_codes=[invalid, 0, 0, 0, 0, 0, 0],
+        pcm_samples=SAMPLES_PER_CHUNK * len(chunk_list),
+        chunks=chunk_list,
+        client_bound=client_bound,
+    )
+    if cancelled:
+        rec.fail(ErrorClass.CANCELLED, "cancelled", Status.CANCELLED)
+    elif not ok:
+        rec.fail(ErrorClass.HTTP, "503")
+    return rec
+
+
+def level_records(
+    level: int, ttfas_s: Sequence[float], *, warmup: int = 0, offset: int = 0, **kw: Any
+) -> list[RequestRecord]:
+    """Records of one level: ``warmup`` slow warmups first, then one measured request per TTFA."""
+    out = [record(level, offset + i, 5.0, warmup=True) for i in range(warmup)]
+    out += [record(level, offset + warmup + i, t, **kw) for i, t in enumerate(ttfas_s)]
+    return out
+
+
+def write_run(
+    path: Path,
+    records: Sequence[RequestRecord],
+    *,
+    complete: bool | None = True,
+    levels: Sequence[dict[str, Any]] | None = None,
+    run_json: bool = True,
+) -> Path:
+    """A run directory with requests.jsonl and (unless ``run_json=False``) run.json."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "requests.jsonl").write_text("".join(r.to_json() + "\n" for r in records), encoding="utf-8")
+    if run_json:
+        if levels is None:
+            seen = sorted({r.level for r in records})
+            levels = [
+                {"level": lv, "label": f"c={lv}", "client_bound": False, "client_bound_reasons": []} for lv in seen
+            ]
+        meta: dict[str, Any] = {"name": path.name, "levels": list(levels)}
+        if complete is not None:
+            meta["complete"] = complete
+        (path / "run.json").write_text(json.dumps(meta), encoding="utf-8")
+    return path
+
+
+def spread(center_s: float, n: int = 40, width: float = 0.1) -> list[float]:
+    """``n`` TTFAs evenly spread ±width/2 (relative) around ``center_s``: deterministic, mildly noisy."""
+    return [center_s * (1.0 - width / 2 + width * i / (n - 1)) for i in range(n)]
+
+
+class Kit:
+    """The crafting helpers, handed to tests as one fixture (test modules cannot import conftest)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.record = record
+        self.level_records = level_records
+        self.spread = spread
+
+    def run(self, name: str, records: Sequence[RequestRecord], **kw: Any) -> Path:
+        """A run directory under the test's tmp_path."""
+        return write_run(self.root / name, records, **kw)
+
+
+@pytest.fixture
+def kit(tmp_path: Path) -> Kit:
+    """Crafting helpers writing under tmp_path."""
+    return Kit(tmp_path)
