@@ -204,7 +204,15 @@ def _run_view(
         "metadata": metadata_table(results),
         "plots": _run_plots(role, results) if include_plots else [],
         "audio": _audio_items(results, per_level, budget),
+        "capacity": _capacity(results) if include_plots else None,
     }
+
+
+def _capacity(results: RunResults) -> Any:
+    """The capacity page of a run made by `orpheus-bench capacity` (None for ordinary runs)."""
+    from orpheus_bench.capacity.report import capacity_section
+
+    return capacity_section(results.meta.run_dir)
 
 
 def render_html(
@@ -244,6 +252,7 @@ def render_html(
         "comparison": comparison_table(comparison) if comparison is not None else None,
         "runs": runs,
         "shared_plots": shared_plots,
+        "capacity_runs": [r for r in runs if r["capacity"] is not None],
         "data": results_dict(after, before, comparison, ttfa_target_ms=ttfa_target_ms),
     }
     return _environment().get_template("report.html.j2").render(**context)

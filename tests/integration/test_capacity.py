@@ -118,6 +118,11 @@ def test_slot_limit_found_and_an_interrupted_search_resumes(slot_sim: str, tmp_p
     records = read_records(str(out / "requests.jsonl"))
     assert all("slo" in r.extra for r in records if not r.warmup)
     assert merged.level(3).n == result.at(3.0).evaluation.n  # type: ignore[union-attr]
+    # ...and the report shows its capacity page, with the answer and the limiting term.
+    from orpheus_bench.report.html import render_html
+
+    page = render_html(merged)
+    assert 'id="capacity"' in page and "ttfa_p95_ms" in page
 
     # Running the finished search again measures nothing.
     before = len(state["measurements"])
