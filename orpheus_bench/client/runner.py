@@ -29,6 +29,7 @@ from orpheus_bench.client.loop_monitor import (
     CLIENT_BOUND_DECODE_QUEUE_P90_MS,
     CLIENT_BOUND_LAG_P99_MS,
     LoopLagMonitor,
+    decode_backlogged,
 )
 from orpheus_bench.client.target import Target
 from orpheus_bench.prompts import Prompt
@@ -237,6 +238,7 @@ class SweepRunner:
                 collect=collect,
             )
         finally:
+            record.client_bound = decode_backlogged(record)
             # Whatever happened (cancel included), the request leaves exactly one record.
             if collect is not None and self.on_audio is not None and record.pcm_samples:
                 try:

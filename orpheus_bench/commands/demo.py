@@ -122,18 +122,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def write_report(before_dir: Path, after_dir: Path, out: Path, console: Any) -> Path:
-    """Compile both runs, print the comparison and write the HTML report."""
-    from orpheus_bench.report.console import render_console, render_console_comparison
-    from orpheus_bench.report.html import render_html
-    from orpheus_bench.results.compare import compare
-    from orpheus_bench.results.compile import compile_run
+    """The before/after report, made exactly as `orpheus-bench report --before ... --after ...` makes it."""
+    from orpheus_bench.cli import main as cli_main
 
-    before = compile_run(before_dir)
-    after = compile_run(after_dir)
-    comparison = compare(before, after)
-    render_console(before, console)
-    render_console(after, console)
-    render_console_comparison(comparison, console)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(after, before, comparison), encoding="utf-8")
+    code = cli_main(["report", "--before", str(before_dir), "--after", str(after_dir), "-o", str(out)])
+    if code != 0:
+        raise RuntimeError(f"report failed with exit code {code}")
     return out

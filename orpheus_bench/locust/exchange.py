@@ -25,6 +25,7 @@ from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
 from geventhttpclient.useragent import RetriesExceeded, UserAgent
 
 from orpheus_bench.client.aiohttp_driver import BLOCKING_BODY_LIMIT, DECODE_DRAIN_S, ERROR_BODY_LIMIT
+from orpheus_bench.client.loop_monitor import decode_backlogged
 from orpheus_bench.client.target import Target
 from orpheus_bench.core.pipeline import RequestPipeline
 from orpheus_bench.core.protocol import parse_error_text
@@ -105,6 +106,7 @@ def execute(
         gevent.joinall(pending, timeout=DECODE_DRAIN_S)
         gevent.killall(pending, block=False)
     pipeline.finalize(now())
+    record.client_bound = decode_backlogged(record)
     return record
 
 
