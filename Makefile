@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench bench-gpu clean
 
 setup:
 	bash scripts/setup.sh
@@ -24,6 +24,11 @@ lint: setup
 bench: setup
 	$(PY) benchmarks/decode_throughput.py
 	$(PY) benchmarks/harness_overhead.py
+	$(PY) benchmarks/max_streams.py
+	$(PY) benchmarks/parse_throughput.py
+
+bench-gpu: setup
+	bash benchmarks/gpu_subset.sh
 
 clean:
 	rm -rf runs reports/*.html .pytest_cache .mypy_cache .ruff_cache

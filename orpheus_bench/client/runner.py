@@ -89,6 +89,7 @@ class LevelOutcome:
     ended_s: float
     sent: int
     loop_lag_ms: list[float] = field(default_factory=list)
+    loop_cpu_s: float | None = None  # CPU time of the event-loop thread during the level
     records: list[RequestRecord] = field(default_factory=list)
     interrupted: bool = False
 
@@ -119,6 +120,12 @@ class LevelOutcome:
                 "loop_lag_p50_ms": percentile(self.loop_lag_ms, 50),
                 "loop_lag_p99_ms": lag_p99,
                 "loop_lag_max_ms": max(self.loop_lag_ms) if self.loop_lag_ms else None,
+                # Tells "this process was busy" (high share) from "the machine was busy" (lag with a low share).
+                "loop_cpu_share": (
+                    self.loop_cpu_s / (self.ended_s - self.started_s)
+                    if self.loop_cpu_s is not None and self.ended_s > self.started_s
+                    else None
+                ),
                 "decode_queue_p90_ms": queue_p90,
                 "decode_queue_p99_ms": percentile(queue_ms, 99),
             },
@@ -181,6 +188,7 @@ class SweepRunner:
                     outcome = LevelOutcome(plan, self.run_clock(), 0.0, 0)
                     self.levels.append(outcome)
                     monitor.take()
+                    cpu0 = time.thread_time()
                     try:
                         if plan.kind == "concurrency":
                             await self._closed(session, plan, outcome)
@@ -192,6 +200,7 @@ class SweepRunner:
                     finally:
                         outcome.ended_s = self.run_clock()
                         outcome.loop_lag_ms = monitor.take()
+                        outcome.loop_cpu_s = time.thread_time() - cpu0
                         self.sink.level_done(plan.level)
                         if self.on_level_end:
                             self.on_level_end(outcome)

@@ -154,7 +154,8 @@ class RequestPipeline:
         rec.audio_tokens = self.mapper.audio_tokens
         rec.special_tokens = self.mapper.special_tokens
         rec.end_of_speech = self.mapper.end_of_speech
-        rec.invalid_codes = list(self.mapper.invalid_codes)
+        if rec.invalid_codes != self.mapper.invalid_codes:
+            rec.invalid_codes = list(self.mapper.invalid_codes)
         rec.frames = self.frames.frames_out
 
     # ---- decode results ----------------------------------------------------------------------------

@@ -44,6 +44,11 @@ class CustomTokenParser:
 
     def feed(self, text: str) -> ParsedText:
         """Parse a piece of text; a token cut at the end is held until the next piece completes it."""
+        if not self._tail and text.startswith(_PREFIX) and text.endswith(">"):
+            # Fast path for the common case: llama-server streams exactly one whole token per event.
+            digits = text[len(_PREFIX) : -1]
+            if digits.isdigit() and digits.isascii():
+                return ParsedText(numbers=[int(digits)])
         buf = self._tail + text if self._tail else text
         out = ParsedText()
         pos = 0
