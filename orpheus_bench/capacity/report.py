@@ -156,7 +156,7 @@ def answer_table(result: CapacityResult) -> Table:
 def goodput_plot(result: CapacityResult) -> str | None:
     """Goodput share (left axis) and throughput/goodput in req/s (right axis) against load; capacity, break
     and knee marked. None when no load was measured."""
-    from orpheus_bench.report.plots import PALETTE, new_figure, plot_style, figure_uri
+    from orpheus_bench.report.plots import PALETTE, figure_uri, new_figure, plot_style
 
     levels = list(result.levels)
     if not levels:

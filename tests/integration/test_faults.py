@@ -132,10 +132,42 @@ async def test_server_that_keeps_loading_fails_clearly(tmp_path: Path) -> None:
 def test_api_key_is_sent_and_never_written(tmp_path: Path) -> None:
     secret = "sk-orpheus-very-secret-4711"
     with run_simulator_in_thread(sim(api_key=secret)) as url:
-        ok = cli_main(["run", "--host", url, "--concurrency", "1", "--requests-per-level", "2", "--decode", "off",
-                       "--api-key", secret, "--out", str(tmp_path / "ok"), "--quiet"])
-        wrong = cli_main(["run", "--host", url, "--concurrency", "1", "--requests-per-level", "1", "--decode", "off",
-                          "--api-key", "wrong-key", "--out", str(tmp_path / "wrong"), "--quiet"])
+        ok = cli_main(
+            [
+                "run",
+                "--host",
+                url,
+                "--concurrency",
+                "1",
+                "--requests-per-level",
+                "2",
+                "--decode",
+                "off",
+                "--api-key",
+                secret,
+                "--out",
+                str(tmp_path / "ok"),
+                "--quiet",
+            ]
+        )
+        wrong = cli_main(
+            [
+                "run",
+                "--host",
+                url,
+                "--concurrency",
+                "1",
+                "--requests-per-level",
+                "1",
+                "--decode",
+                "off",
+                "--api-key",
+                "wrong-key",
+                "--out",
+                str(tmp_path / "wrong"),
+                "--quiet",
+            ]
+        )
     assert ok == 0 and wrong == 0
     assert all(r.ok for r in read_records(str(tmp_path / "ok" / "requests.jsonl")))
     denied = read_records(str(tmp_path / "wrong" / "requests.jsonl"))
@@ -153,9 +185,27 @@ def test_sigterm_mid_sweep_records_cancelled_and_marks_incomplete(tmp_path: Path
     out = tmp_path / "run"
     with run_simulator_in_thread(sim(token_ms=20.0, audio_frames=40)) as url:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "orpheus_bench.cli", "run", "--host", url, "--concurrency", "4",
-             "--requests-per-level", "40", "--decode", "off", "--out", str(out), "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "120"},
+            [
+                sys.executable,
+                "-m",
+                "orpheus_bench.cli",
+                "run",
+                "--host",
+                url,
+                "--concurrency",
+                "4",
+                "--requests-per-level",
+                "40",
+                "--decode",
+                "off",
+                "--out",
+                str(out),
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "COLUMNS": "120"},
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -112,8 +112,20 @@ def _free_port() -> int:
 def test_connection_refused_every_request_is_a_connect_error(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{_free_port()}"
     code = cli_main(
-        ["run", "--host", url, "--concurrency", "2", "--requests-per-level", "3", "--decode", "off",
-         "--out", str(tmp_path / "run"), "--quiet"]
+        [
+            "run",
+            "--host",
+            url,
+            "--concurrency",
+            "2",
+            "--requests-per-level",
+            "3",
+            "--decode",
+            "off",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
     )
     assert code == 0
     records = read_records(str(tmp_path / "run" / "requests.jsonl"))

@@ -13,8 +13,19 @@ pytestmark = pytest.mark.unit
 
 def record(queue_ms: list[float]) -> RequestRecord:
     r = RequestRecord(
-        request_id="r", level=1, worker=0, seq=0, warmup=False, prompt_id="p", prompt="x", voice=None,
-        mode="stream", protocol="native", driver="test", wall_start=0.0, run_offset_s=0.0,
+        request_id="r",
+        level=1,
+        worker=0,
+        seq=0,
+        warmup=False,
+        prompt_id="p",
+        prompt="x",
+        voice=None,
+        mode="stream",
+        protocol="native",
+        driver="test",
+        wall_start=0.0,
+        run_offset_s=0.0,
     )
     r.chunks = [AudioChunk(t_ready_s=1.0, samples=2048, t_tokens_s=0.5, queue_s=q / 1000.0) for q in queue_ms]
     return r
