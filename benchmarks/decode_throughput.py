@@ -7,10 +7,12 @@ Prints three tables (random-weight SNAC: the cost and receptive field are the re
    decode cost per audio second (from table 1) and the frames/tokens needed before the first audio;
 3. throughput in audio seconds decoded per wall second at 1/4/12 concurrent streams for
    - ``ref/per-stream``: the reference sliding window, each stream decoding its own windows in its own thread
-     (what a naive client does; the baseline, ratio 1.00),
-   - ``ref/service b=1``: the same windows through one DecodeService worker, one window per forward,
-   - ``ref/service batched``: one worker gathering up to ``--max-batch`` queued same-shape windows,
-   - ``chunked/service``: the chunked preset through the batched service.
+     (what a naive client does; the baseline, ratio 1.00). With N streams it uses every core, including the
+     one a real run needs for its event loop;
+   - ``ref/service b=B w=W``: the same windows through one DecodeService with W worker threads gathering up
+     to B queued same-shape windows per forward (w=1 is the default service: torch gets cores - 1 threads,
+     i.e. one core on a 2-core box; w=cores uses every core like the baseline);
+   - ``chunked/service ...``: the chunked preset (K, C, R) through the same services.
    Each stream is closed-loop (one window in flight, the next submitted when it returns), i.e. tokens arrive
    faster than decoding, so the numbers are the decoder's ceiling, not a real-time schedule.
 
@@ -192,26 +194,29 @@ def throughput_table(dec: SnacDecoder, args: argparse.Namespace, rng: random.Ran
         streams = [random_frames(args.frames, rng) for _ in range(n)]
         ref = [plan(DecodeSpec(), s) for s in streams]
         chk = [plan(chunked, s) for s in streams]
-        configs: list[tuple[str, list[list[DecodeWindow]], int]] = [
-            ("ref/per-stream", ref, 0),
-            ("ref/service b=1", ref, 1),
-            (f"ref/service b<={args.max_batch}", ref, args.max_batch),
-            (f"{chunked_name} b=1", chk, 1),
-            (f"{chunked_name} b<={args.max_batch}", chk, args.max_batch),
+        w = args.cores
+        configs: list[tuple[str, list[list[DecodeWindow]], int, int]] = [
+            ("ref/per-stream", ref, 0, 0),
+            ("ref/service b=1 w=1", ref, 1, 1),
+            (f"ref/service b=1 w={w}", ref, 1, w),
+            (f"ref/service b<={args.max_batch} w=1", ref, args.max_batch, 1),
+            (f"{chunked_name} b=1 w=1", chk, 1, 1),
+            (f"{chunked_name} b=1 w={w}", chk, 1, w),
+            (f"{chunked_name} b<={args.max_batch} w=1", chk, args.max_batch, 1),
         ]
         best: dict[str, tuple[float, float]] = {}
         for _ in range(args.rounds):  # rounds interleave the configs so a load spike hits all of them
-            for name, windows, batch in configs:
+            for name, windows, batch, workers in configs:
                 if batch == 0:
                     rate, mean_batch = run_streams(windows, dec.decode_window), 1.0
                 else:
-                    with DecodeService(dec, max_batch=batch, max_wait_ms=args.max_wait_ms) as svc:
+                    with DecodeService(dec, max_batch=batch, max_wait_ms=args.max_wait_ms, threads=workers) as svc:
                         rate = run_streams(windows, via_service(svc))
                     mean_batch = svc.stats.mean_batch_size
                 if rate > best.get(name, (0.0, 0.0))[0]:
                     best[name] = (rate, mean_batch)
         base = best["ref/per-stream"][0]
-        for name, _, _ in configs:
+        for name, *_ in configs:
             rate, mean_batch = best[name]
             rows.append([n, name, f"{rate:.2f}", f"{rate / base:.2f}", f"{mean_batch:.2f}"])
     audio_s = args.frames * SAMPLES_PER_FRAME / SAMPLE_RATE_HZ
@@ -226,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     ap.add_argument("--streams", default="1,4,12", help="comma-separated stream counts")
-    ap.add_argument("--frames", type=int, default=20, help="frames per stream in the throughput test")
+    ap.add_argument("--frames", type=int, default=16, help="frames per stream in the throughput test")
     ap.add_argument("--fidelity-frames", type=int, default=24, help="frames per utterance in the fidelity test")
     ap.add_argument("--torch-threads", type=int, default=None, help="default: cores - 1 on CPU")
     ap.add_argument("--max-batch", type=int, default=16)
@@ -236,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: cost,fidelity,throughput")
     args = ap.parse_args(argv)
     args.streams = [int(s) for s in args.streams.split(",") if s]
+    args.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     skip = set(args.skip.split(","))
     device = resolve_device(args.device)
     threads = args.torch_threads if args.torch_threads is not None else default_torch_threads(device)

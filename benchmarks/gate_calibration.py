@@ -143,6 +143,7 @@ def _as_json(results: list[Calibration]) -> list[dict[str, Any]]:
                 "any_rule": {"rate": c.any_rule.value, "ci95": c.any_rule.interval, "k": c.any_rule.k},
                 "per_rule": {t: {"rate": r.value, "ci95": r.interval, "k": r.k} for t, r in c.per_rule.items()},
                 "unusable": c.unusable,
+                "preconditions": c.preconditions,
             }
         )
     return out

@@ -260,6 +260,7 @@ class Calibration:
     any_rule: Rate
     per_rule: dict[str, Rate]
     unusable: int  # pairs whose gate reported an input error (should be 0)
+    preconditions: int = 0  # pairs failed by a precondition (client-bound level, too few values), not a decision
 
 
 def _subject(rule: RuleResult) -> str:
@@ -289,16 +290,18 @@ def rule_alarms(report: GateReport, tolerance: float | None = None) -> dict[str,
 
 def tally(label: str, slowdown: float, reports: Sequence[GateReport], tolerance: float | None = None) -> Calibration:
     """Count alarms over the gate reports of pairs of one kind."""
-    k = bad = 0
+    k = bad = pre = 0
     rule_k: dict[str, int] = {}
     for report in reports:
         per_rule = rule_alarms(report, tolerance)
         k += any(per_rule.values())
         bad += report.exit_code == 2
+        pre += any(c.verdict is Verdict.FAIL and not c.decided for r in report.rules for c in r.checks)
         for title, fired in per_rule.items():
             rule_k[title] = rule_k.get(title, 0) + int(fired)
     n = len(reports)
-    return Calibration(label, slowdown, tolerance, n, Rate(k, n), {t: Rate(c, n) for t, c in rule_k.items()}, bad)
+    per = {t: Rate(c, n) for t, c in rule_k.items()}
+    return Calibration(label, slowdown, tolerance, n, Rate(k, n), per, bad, pre)
 
 
 def replay_pairs(
@@ -353,6 +356,10 @@ def format_calibration(results: Sequence[Calibration]) -> str:
             lines.append(f"{'':22} {'':10} {'':13} {title:24} {rate}")
         if c.unusable:
             lines.append(f"{'':22} {c.unusable} pair(s) were unusable (exit 2)")
+        if c.preconditions:
+            lines.append(
+                f"{'':22} {c.preconditions} pair(s) failed a precondition (client-bound level, too few values)"
+            )
     return "\n".join(lines)
 
 

@@ -240,7 +240,12 @@ def _absolute_check(rule: AbsoluteRule, spec: MetricSpec, lv: LevelData, setting
     if estimate is None:
         return replace(check, verdict=Verdict.FAIL, reason="no value (no successful request carries it)")
     d = decide_absolute(estimate, rule.op, threshold, interval=interval, mode=rule.decide)
-    return replace(check, verdict=d.verdict, reason=d.reason, decided=True)
+    reason = d.reason
+    if spec.boolean and d.verdict is Verdict.FAIL:
+        reason = f"{str(bool(estimate)).lower()} is not {rule.op} {str(rule.threshold).lower()}"
+        if spec.name == "client_bound" and lv.client_bound_reasons:
+            reason += f" ({'; '.join(lv.client_bound_reasons)})"
+    return replace(check, verdict=d.verdict, reason=reason, decided=True)
 
 
 def _absolute(rule: AbsoluteRule, index: int, candidate: RunData, settings: GateSettings) -> RuleResult:

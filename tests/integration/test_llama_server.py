@@ -75,7 +75,9 @@ async def test_stream_yields_positional_audio_tokens(llama_server_np4: str) -> N
         assert ids == [CUSTOM_BASE + n for n in numbers]
     last = events[-1]
     assert last["stop"] is True and last["stop_type"] == "limit" and last["truncated"] is False
-    assert last["timings"]["predicted_n"] == 70 and last["timings"]["prompt_n"] > 5
+    # Another test may have sent this prompt first: the prompt cache then serves most of it (cache_n).
+    timings = last["timings"]
+    assert timings["predicted_n"] == 70 and timings["prompt_n"] + timings.get("cache_n", 0) > 5
 
 
 async def test_doctor_names_the_prompt_that_gets_no_audio(llama_server_np4: str) -> None:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from orpheus_bench.core.prompt import format_prompt
-from orpheus_bench.gate.calibrate import Rate, calibrate, replay_level, replay_pairs, replay_run, rule_alarms
+from orpheus_bench.gate.calibrate import (
+    Rate,
+    calibrate,
+    replay_level,
+    replay_pairs,
+    replay_run,
+    rule_alarms,
+    tally,
+)
+from orpheus_bench.gate.engine import evaluate
 from orpheus_bench.gate.rules import rules_from_dict
 from orpheus_bench.sim.config import SimConfig
 from orpheus_bench.sim.timing import estimate_prompt_tokens
@@ -59,3 +70,15 @@ def test_fixed_seed_calibration_no_false_alarm_and_detects_20_percent() -> None:
     assert aa.unusable == ab.unusable == 0
     # Re-deciding at another tolerance uses the same intervals: a 60% tolerance hides a 20% slowdown.
     assert sum(rule_alarms(r, 0.6)["ttfa_ms p50"] for r in reports[0.2]) == 0
+
+
+def test_tally_counts_precondition_failures_apart(kit: Any) -> None:
+    base = kit.run("base", kit.level_records(8, kit.spread(0.2)))
+    flagged = [{"level": 8, "label": "c=8", "client_bound": True, "client_bound_reasons": ["event-loop lag"]}]
+    cand = kit.run("cand", kit.level_records(8, kit.spread(0.2)), levels=flagged)
+    rules = rules_from_dict({"relative": ["ttfa_ms p50 regress <= 5%"]})
+    reports = [evaluate(rules, cand, base), evaluate(rules, base, base)]
+    result = tally("A/A", 0.0, reports)
+    assert result.any_rule.k == 1 and result.preconditions == 1 and result.pairs == 2
+    # Re-deciding at another tolerance cannot clear a precondition failure.
+    assert rule_alarms(reports[0], 0.5) == {"ttfa_ms p50": True}

@@ -118,7 +118,8 @@ def test_client_bound_level_fails_with_its_reasons(kit: Any) -> None:
     report = gate({"absolute": ["ttfa_ms p50 <= 1000", "client_bound == false"]}, run)
     ttfa, flag = report.rules[1:]
     assert ttfa.checks[0].verdict is Verdict.FAIL and "event-loop lag p99 80 ms" in ttfa.checks[0].reason
-    assert flag.checks[0].verdict is Verdict.FAIL and flag.checks[0].reason == "1 is not == 0"
+    assert flag.checks[0].verdict is Verdict.FAIL
+    assert flag.checks[0].reason == "true is not == false (event-loop lag p99 80 ms > 50 ms)"
     allowed = gate({"settings": {"allow_client_bound": True}, "absolute": ["ttfa_ms p50 <= 1000"]}, run)
     assert allowed.exit_code == 0
 
@@ -263,3 +264,13 @@ def test_warmups_do_not_count(kit: Any, good: Path) -> None:
     )
     cand = kit.run("warm", recs)
     assert gate({"relative": ["ttfa_ms p50 regress <= 1%", "ttfa_ms max regress <= 1%"]}, cand, good).exit_code == 0
+
+
+def test_open_loop_level_named_by_its_label(kit: Any) -> None:
+    recs = kit.level_records(2, kit.spread(0.2))
+    levels = [{"level": 2, "label": "rate=1.5/s", "kind": "rate", "client_bound": False}]
+    run = kit.run("open", recs, levels=levels)
+    report = gate({"absolute": ["ttfa_ms p50 <= 300 at rate=1.5/s"]}, run)
+    assert report.exit_code == 0 and report.rules[-1].checks[0].subject == "rate=1.5/s"
+    missing = gate({"absolute": ["ttfa_ms p50 <= 300 at rate=9/s"]}, run)
+    assert missing.exit_code == 2 and "levels: rate=1.5/s" in missing.rules[-1].checks[0].reason
