@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,15 +113,19 @@ def cost_table(dec: SnacDecoder, args: argparse.Namespace, rng: random.Random) -
         ws = [DecodeWindow(0, 0, tuple(random_frames(4, rng)), 0, SAMPLES_PER_FRAME * 4) for _ in range(b)]
         ms = best_ms(lambda ws=ws: dec.decode_batch(ws), max(2, args.repeat // 3))  # type: ignore[misc]
         rows.append([f"4 frames, B={b}", f"{ms:.1f}", f"{ms / b / 4:.1f}"])
-    frames = random_frames(4, rng)
-    for label, kw in [
-        ("4 frames, weight norm not folded", {"fold_weight_norm": False}),
-        ("4 frames, SNAC noise on", {"noise": "random"}),
-        ("4 frames, noise blocks removed", {"noise": "off"}),
-    ]:
-        other = SnacDecoder(load_snac("random", dec.device, torch_threads=torch.get_num_threads(), **kw))  # type: ignore[arg-type]
-        ms = best_ms(lambda o=other: o.decode_frames(frames), args.repeat)  # type: ignore[misc]
-        rows.append([label, f"{ms:.1f}", f"{ms / 4:.1f}"])
+    variants: list[tuple[str, int, dict[str, Any]]] = [
+        ("4 frames, weight norm not folded (nor GEMM)", 4, {"fold_weight_norm": False}),
+        ("4 frames, SNAC noise on", 4, {"noise": "random"}),
+        ("4 frames, noise blocks removed", 4, {"noise": "off"}),
+        ("1 frames, torch's transposed convs", 1, {"gemm_transposed_convs": False}),
+        ("2 frames, torch's transposed convs", 2, {"gemm_transposed_convs": False}),
+        ("4 frames, torch's transposed convs", 4, {"gemm_transposed_convs": False}),
+    ]
+    for label, n, kw in variants:
+        other = SnacDecoder(load_snac("random", dec.device, torch_threads=torch.get_num_threads(), **kw))
+        frames = random_frames(n, rng)
+        ms = best_ms(lambda o=other, f=frames: o.decode_frames(f), args.repeat)  # type: ignore[misc]
+        rows.append([label, f"{ms:.1f}", f"{ms / n:.1f}"])
     table("1. one forward pass (fastest of --repeat)", ["window", "ms", "ms per frame"], rows)
     return cost
 

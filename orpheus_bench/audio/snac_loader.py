@@ -114,11 +114,14 @@ def load_snac(
     seed: int = 0,
     noise: NoiseMode = "zero",
     fold_weight_norm: bool = True,
+    gemm_transposed_convs: bool | None = None,
     torch_threads: int | None = None,
 ) -> LoadedSnac:
     """Load SNAC 24 kHz for decoding: ``random``, a hub id (needs the hub or its cache) or a local directory.
 
-    ``torch_threads`` sets torch's process-wide intra-op thread count (default: `default_torch_threads`).
+    ``gemm_transposed_convs`` (default: on for CPU, needs ``fold_weight_norm``) swaps the two weight-heavy
+    upsampling convolutions for `GemmConvTranspose1d`. ``torch_threads`` sets torch's process-wide intra-op
+    thread count (default: `default_torch_threads`).
     Raises `ConfigError` (field ``snac_model``) with a plain message when the weights cannot be loaded.
     """
     dev = resolve_device(device)
@@ -146,8 +149,12 @@ def load_snac(
     _check_layout(model, spec)
     if noise != "random":
         _replace_noise(model, keep_cost=noise == "zero")
+    tricks = []
     if fold_weight_norm:
         fold_weight_norms(model)
+        tricks.append("weight norm folded")
+        if gemm_transposed_convs if gemm_transposed_convs is not None else dev == "cpu":
+            tricks.append(f"{use_gemm_transposed_convs(model)} transposed convs as GEMM")
     model = model.to(dev).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -159,7 +166,7 @@ def load_snac(
         device=dev,
         spec=spec,
         random_weights=random_weights,
-        description=f"SNAC 24 kHz, {what}; {_NOISE_WORDS[noise]}; on {dev}",
+        description=f"SNAC 24 kHz, {what}; {'; '.join([_NOISE_WORDS[noise], *tricks])}; on {dev}",
         noise=noise,
         torch_threads=torch.get_num_threads(),
     )
@@ -175,6 +182,70 @@ def fold_weight_norms(model: nn.Module) -> int:
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
                 folded += 1
     return folded
+
+
+class GemmConvTranspose1d(nn.Module):
+    """A ``ConvTranspose1d`` with kernel = 2 x stride, computed as one GEMM plus an overlap-add.
+
+    Why: at batch 1 and short inputs torch's CPU dispatch picks its slow reference kernel for transposed
+    convolutions (oneDNN only above ~20k input elements), so SNAC's first upsampling layer (8.4M of the
+    decoder's 13M weights) took ~50 ms for a 1-frame window instead of ~10. One GEMM over the (batch x time)
+    columns also reads those weights once per batch rather than once per window. Same sums, other order:
+    outputs match torch's to ~1e-6.
+
+    Each input step t yields 2s output samples: the first half lands on [t s, (t+1) s), the second on
+    [(t+1) s, (t+2) s); the two halves are summed with a one-step shift, then ``padding`` is cropped.
+    """
+
+    weight_t: torch.Tensor
+    bias: torch.Tensor
+
+    def __init__(self, conv: nn.ConvTranspose1d) -> None:
+        super().__init__()
+        c_in, c_out, kernel = conv.weight.shape
+        self.stride = int(conv.stride[0])
+        self.padding = int(conv.padding[0])
+        self.c_out = int(c_out)
+        # (c_out * kernel, c_in): row (o, k) is the kernel tap k of output channel o
+        self.register_buffer("weight_t", conv.weight.detach().reshape(c_in, c_out * kernel).t().contiguous())
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(c_out)
+        self.register_buffer("bias", bias.reshape(1, c_out, 1).clone())
+
+    @staticmethod
+    def applies_to(conv: nn.Module) -> bool:
+        """Whether `conv` has the shape this module reproduces exactly."""
+        return (
+            isinstance(conv, nn.ConvTranspose1d)
+            and not parametrize.is_parametrized(conv)
+            and conv.groups == 1
+            and conv.dilation[0] == 1
+            and conv.output_padding[0] == 0
+            and conv.kernel_size[0] == 2 * conv.stride[0]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c_in, t = x.shape
+        s = self.stride
+        columns = x.transpose(0, 1).reshape(c_in, b * t)
+        taps = torch.mm(self.weight_t, columns).view(self.c_out, 2, s, b, t).permute(3, 0, 1, 4, 2)
+        y = nn.functional.pad(taps[:, :, 0], (0, 0, 0, 1)) + nn.functional.pad(taps[:, :, 1], (0, 0, 1, 0))
+        y = y.reshape(b, self.c_out, (t + 1) * s)
+        return y[..., self.padding : (t + 1) * s - self.padding] + self.bias
+
+
+def use_gemm_transposed_convs(model: nn.Module, min_weights: int = 1_000_000) -> int:
+    """Swap transposed convs with at least ``min_weights`` weights for `GemmConvTranspose1d`; return the count.
+
+    Only the weight-heavy layers: on the long, thin later layers oneDNN's kernel is as fast or faster.
+    """
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            heavy = isinstance(child, nn.ConvTranspose1d) and child.weight.numel() >= min_weights
+            if heavy and GemmConvTranspose1d.applies_to(child):
+                setattr(parent, name, GemmConvTranspose1d(child))  # type: ignore[arg-type]
+                replaced += 1
+    return replaced
 
 
 class _ZeroNoise(nn.Module):

@@ -411,8 +411,15 @@ def evaluate_runs(
             results.append(_absolute(abs_rule, i, candidate, settings))
     for i, rel_rule in enumerate(rules.relative):
         if candidate is None or baseline is None:
-            missing = "candidate" if candidate is None else "baseline"
-            results.append(_skipped(rel_rule, "relative", f"no usable {missing} run"))
+            if candidate is None:
+                why = "the candidate run is unusable"
+            elif has_baseline_issue:
+                why = "the baseline run is unusable"
+            elif settings.missing_baseline == "skip":
+                why = "no baseline run given (settings.missing_baseline: skip)"
+            else:
+                why = "no baseline run given"
+            results.append(_skipped(rel_rule, "relative", why))
         else:
             results.append(_relative(rel_rule, i, candidate, baseline, settings))
     notes = []

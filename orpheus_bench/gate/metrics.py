@@ -444,3 +444,19 @@ def required_requests(stat: str | None, min_requests: int, min_tail: int) -> int
     if q is None or q <= 50.0:
         return min_requests
     return max(min_requests, math.ceil(min_tail / (1.0 - q / 100.0) - 1e-9))
+
+
+def _capacity_streams(run: RunData) -> float | None:
+    # Imported here: the capacity package pulls in the runner, which a plain gate run does not need.
+    from orpheus_bench.capacity.result import capacity_streams
+
+    return capacity_streams(run.path) if run.path is not None else None
+
+
+register_run_metric(
+    "capacity_streams",
+    _capacity_streams,
+    unit="streams",
+    description="Largest load that met the SLO in an `orpheus-bench capacity` search (capacity_result.json).",
+    better="higher",
+)

@@ -91,7 +91,8 @@ def headline(report: GateReport) -> str:
         if report.count(v)
     )  # fmt: skip
     against = f" vs {report.baseline}" if report.baseline else ""
-    return f"gate {report.verdict.value.upper()} (exit {report.exit_code}): {report.candidate}{against}: {counts}"
+    word = {0: "PASS", 1: "FAIL", 2: "ERROR"}[report.exit_code]
+    return f"gate {word} (exit {report.exit_code}): {report.candidate}{against}: {counts}"
 
 
 # ---- console ---------------------------------------------------------------------------------------------
@@ -135,7 +136,8 @@ def print_report(report: GateReport, console: Any) -> None:
         *report.notes,
     ]
     console.print("; ".join(notes), style="dim", markup=False, highlight=False)
-    console.print(headline(report), style=_STYLE[report.verdict], markup=False, highlight=False)
+    style = _STYLE[report.verdict if report.exit_code else Verdict.PASS]
+    console.print(headline(report), style=style, markup=False, highlight=False)
 
 
 # ---- JUnit -----------------------------------------------------------------------------------------------
@@ -216,7 +218,8 @@ def _md(text: str) -> str:
 
 def render_markdown(report: GateReport) -> str:
     """A Markdown summary: headline, then one table row per check."""
-    lines = [f"### {_MD_MARK[report.verdict]} — {_md(headline(report))}", ""]
+    mark = _MD_MARK[report.verdict if report.exit_code else Verdict.PASS]
+    lines = [f"### {mark} — {_md(headline(report))}", ""]
     if report.description:
         lines += [_md(report.description), ""]
     lines += [

@@ -123,6 +123,12 @@ def test_slot_limit_found_and_an_interrupted_search_resumes(slot_sim: str, tmp_p
 
     page = render_html(merged)
     assert 'id="capacity"' in page and "ttfa_p95_ms" in page
+    # ...and a gate can hold a team to it.
+    from orpheus_bench.gate.engine import evaluate
+    from orpheus_bench.gate.rules import rules_from_dict
+
+    assert evaluate(rules_from_dict({"absolute": ["capacity_streams >= 3"]}), out).exit_code == 0
+    assert evaluate(rules_from_dict({"absolute": ["capacity_streams >= 4"]}), out).exit_code == 1
 
     # Running the finished search again measures nothing.
     before = len(state["measurements"])

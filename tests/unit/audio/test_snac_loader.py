@@ -18,6 +18,7 @@ from orpheus_bench.audio import snac_loader
 from orpheus_bench.audio.decoder import SnacDecoder
 from orpheus_bench.audio.snac_loader import (
     SNAC_24KHZ_CONFIG,
+    GemmConvTranspose1d,
     LoadedSnac,
     default_torch_threads,
     load_snac,
@@ -70,6 +71,26 @@ def test_snac_noise_on_is_not_reproducible_which_is_why_it_is_off_by_default(dec
     a, b = noisy.decode_frames(frames), noisy.decode_frames(frames)
     assert not np.array_equal(a, b)
     np.testing.assert_array_equal(decoder.decode_frames(frames), decoder.decode_frames(frames))
+
+
+@pytest.mark.parametrize("stride", [2, 4, 8])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_gemm_transposed_conv_matches_torch(stride: int, batch: int) -> None:
+    conv = torch.nn.ConvTranspose1d(16, 8, 2 * stride, stride=stride, padding=(stride + 1) // 2)
+    assert GemmConvTranspose1d.applies_to(conv)
+    x = torch.randn(batch, 16, 5)
+    with torch.inference_mode():
+        torch.testing.assert_close(GemmConvTranspose1d(conv)(x), conv(x), atol=1e-5, rtol=1e-5)
+    assert not GemmConvTranspose1d.applies_to(torch.nn.ConvTranspose1d(16, 8, 3, stride=2))
+
+
+def test_cpu_load_uses_gemm_for_the_two_heavy_upsamplers(random_snac: LoadedSnac, decoder: SnacDecoder) -> None:
+    assert sum(isinstance(m, GemmConvTranspose1d) for m in random_snac.model.modules()) == 2
+    assert "2 transposed convs as GEMM" in random_snac.description
+    plain = SnacDecoder(load_snac("random", "cpu", seed=0, gemm_transposed_convs=False, torch_threads=1))
+    assert not any(isinstance(m, GemmConvTranspose1d) for m in plain.loaded.model.modules())
+    frames = random_frames(2)
+    np.testing.assert_allclose(decoder.decode_frames(frames), plain.decode_frames(frames), atol=1e-5)
 
 
 def test_zero_noise_matches_removed_noise_at_snac_cost(decoder: SnacDecoder) -> None:

@@ -274,3 +274,13 @@ def test_open_loop_level_named_by_its_label(kit: Any) -> None:
     assert report.exit_code == 0 and report.rules[-1].checks[0].subject == "rate=1.5/s"
     missing = gate({"absolute": ["ttfa_ms p50 <= 300 at rate=9/s"]}, run)
     assert missing.exit_code == 2 and "levels: rate=1.5/s" in missing.rules[-1].checks[0].reason
+
+
+def test_skip_reasons_say_why(good: Path, tmp_path: Path) -> None:
+    rel = {"relative": ["ttfa_ms p50 regress <= 10%"]}
+    reason = gate(rel, good).rules[-1].checks[0].reason
+    assert reason == "no baseline run given"
+    skip = gate({**rel, "settings": {"missing_baseline": "skip"}}, good).rules[-1].checks[0].reason
+    assert skip == "no baseline run given (settings.missing_baseline: skip)"
+    assert gate(rel, good, tmp_path / "gone").rules[-1].checks[0].reason == "the baseline run is unusable"
+    assert gate(rel, tmp_path / "gone", good).rules[-1].checks[0].reason == "the candidate run is unusable"
