@@ -87,10 +87,11 @@ class _Job:
 def default_batching(device: str) -> tuple[int, float]:
     """(max_batch, max_wait_ms) for a device.
 
-    CPU: no batching. Measured on 2 cores (benchmarks/decode_throughput.py): a batch of B windows costs about
-    B single windows, so batching buys no throughput and makes the first window of a batch wait for the
-    last. GPU: a forward pass costs nearly the same for 1 or 32 windows, so gathering for a couple of
-    milliseconds multiplies throughput (not measured on a GPU here yet; tune with the benchmark).
+    CPU: no batching. Measured on 2 cores (benchmarks/decode_throughput.py): a batch of 4 four-frame windows
+    took 409 ms against 4 x 90 ms single, and at 12 streams the batched service decoded 0.85-1.0x the audio
+    per second of the unbatched one, so batching buys nothing and makes the first window of a batch wait.
+    GPU: a forward pass costs nearly the same for 1 or 32 windows, so gathering for a couple of milliseconds
+    multiplies throughput (not measured on a GPU here yet; tune with the benchmark's --device cuda).
     """
     if device.startswith("cuda"):
         return 32, 2.0
@@ -101,8 +102,9 @@ class DecodeService:
     """Shared SNAC decode queue with worker threads; see the module docstring.
 
     ``threads`` is the number of decode worker threads (each runs whole batches); torch's intra-op threads
-    per forward pass are set once per process by `load_snac`. One worker is the right default: on CPU the
-    intra-op threads already use the cores, on GPU kernels from one thread queue back to back.
+    per forward pass are set once per process by `load_snac` (cores - 1 on CPU). One worker is the default:
+    it leaves a core to the event loop. Where cores are spare, more workers raise throughput (2 workers on
+    2 idle cores: 1.5-1.7x one); on GPU, kernels from one thread already queue back to back.
     ``max_batch``/``max_wait_ms`` defaults per device: `default_batching`.
     """
 

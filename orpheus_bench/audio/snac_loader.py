@@ -5,11 +5,14 @@ latent hop), i.e. 1, 2 and 4 codes per 2048-sample Orpheus frame. Decoding sums 
 projections (each repeated to the latent rate), then runs a depthwise conv, four upsampling blocks (x8, x8,
 x4, x2; each a transposed conv, a noise block and three dilated residual units) and a final conv + tanh.
 
-Two inference-time changes, both documented in `LoadedSnac.description`:
+Inference-time changes, all named in `LoadedSnac.description`:
 
 - Weight norm is folded into plain weights (``remove_parametrizations(..., leave_parametrized=True)``): the
   output is the same (checked in the tests) and each forward skips recomputing ``g * v / ||v||``: a 4-frame
-  window went from 46-55 to 34 ms on an idle 2-core CPU (issue 9), 119 to 90 ms on a busy one.
+  window went from 46-55 to 34 ms with two torch threads (issue 9); with one thread the gain was within noise.
+- On CPU the two weight-heavy transposed convolutions run as one GEMM each (`GemmConvTranspose1d`): torch's
+  CPU dispatch picks a slow kernel for them at batch 1 and short inputs (1-frame window 74 -> 35 ms,
+  2-frame 88 -> 54 ms; 4 frames unchanged).
 - SNAC's ``NoiseBlock`` adds ``randn(B, 1, T) * conv1x1(x)`` on every call, even in eval mode, so the same
   codes never decode twice to the same samples and a batch draws different noise than single windows.
   ``noise="zero"`` (the default) still computes each block's 1x1 projection but adds it times zero: decoding

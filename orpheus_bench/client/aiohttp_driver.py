@@ -126,14 +126,22 @@ async def _exchange_once_more_on_stale(
     server, so sending it again on a fresh connection is safe and keeps keep-alive (the seed's setting) usable.
     The record notes the retry.
     """
+    first: BaseException | None = None
     for attempt in range(STALE_RETRIES + 1):
         try:
             await _exchange(session, target, record, body, pipeline, submit, now)
             return
         except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError) and first is not None:
+                # The server went away while our request was with it: that is a disconnect, not a refusal.
+                raise DisconnectError(
+                    f"connection lost before the response ({first.__class__.__name__}); "
+                    f"the server then refused connections: {exc.os_error or exc}"
+                ) from first
             stale = not isinstance(exc, aiohttp.ClientConnectorError) and record.t_headers_s is None
             if not stale or attempt == STALE_RETRIES:
                 raise
+            first = first or exc
             record.extra["stale_connection_retries"] = attempt + 1
 
 
