@@ -9,12 +9,14 @@ A validation failure becomes one `ConfigError` naming the field, before any requ
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from orpheus_bench.core.frames import SAMPLES_PER_FRAME
 from orpheus_bench.core.prompt import END_OF_SPEECH, VOICES
 from orpheus_bench.core.windows import DecodeSpec
 from orpheus_bench.errors import ConfigError
@@ -68,7 +70,10 @@ class Decode(_Strict):
     window_frames: int | None = Field(None, gt=0, description="Override: frames per reference window.")
     hop_frames: int | None = Field(None, gt=0, description="Override: a reference window every N frames.")
     chunk_frames: int | None = Field(None, gt=0, description="Override: chunked mode's new frames per window.")
-    context_frames: int | None = Field(None, ge=0, description="Override: chunked mode's context frames.")
+    context_frames: int | None = Field(None, ge=0, description="Override: chunked mode's left context frames.")
+    lookahead_frames: int | None = Field(
+        None, ge=0, description="Override: chunked mode's right lookahead frames (delays first audio)."
+    )
     flush_tail: bool = Field(False, description="Also decode the stream's tail at the end (reference mode).")
     snac_model: str = Field(
         "random",
@@ -76,21 +81,38 @@ class Decode(_Strict):
         "or a local directory with config.json and weights.",
     )
     device: str = Field("auto", description="auto (cuda, then cpu), cpu or cuda[:N].")
-    max_batch: int = Field(1, gt=0, description="Decode service: windows decoded together at most.")
-    max_wait_ms: float = Field(0.0, ge=0, description="Decode service: wait this long to fill a batch.")
-    threads: int | None = Field(None, gt=0, description="torch threads for decoding; None = library default.")
+    noise: Literal["zero", "off", "random"] = Field(
+        "zero",
+        description="SNAC noise blocks: zero (deterministic, SNAC's cost), off (removed, ~12% cheaper), "
+        "random (SNAC's own behaviour).",
+    )
+    max_batch: int | None = Field(
+        None, gt=0, description="Decode service: windows decoded together at most (None: 1 on CPU, 32 on GPU)."
+    )
+    max_wait_ms: float | None = Field(
+        None, ge=0, description="Decode service: wait this long to fill a batch (None: 0 on CPU, 2 ms on GPU)."
+    )
+    workers: int = Field(1, gt=0, description="Decode service worker threads.")
+    threads: int | None = Field(
+        None, gt=0, description="torch intra-op threads; None = cores - 1 on CPU (a core stays for the event loop)."
+    )
 
     def spec(self) -> DecodeSpec:
         """The pure window spec for the pipeline."""
         base = DecodeSpec.from_preset(self.preset)
         overrides: dict[str, Any] = {"flush_tail": self.flush_tail}
-        for name in ("window_frames", "hop_frames", "chunk_frames", "context_frames"):
+        for name in ("window_frames", "hop_frames", "chunk_frames", "context_frames", "lookahead_frames"):
             value = getattr(self, name)
             if value is not None:
                 overrides[name] = value
-        import dataclasses
-
-        return dataclasses.replace(base, **overrides)
+        if self.hop_frames is not None:
+            # A hop of H frames must keep H frames of new samples per window.
+            keep_start = overrides.get("keep_start", base.keep_start)
+            overrides["keep_end"] = keep_start + self.hop_frames * SAMPLES_PER_FRAME
+        try:
+            return dataclasses.replace(base, **overrides)
+        except ConfigError as exc:
+            raise ConfigError("decode", exc.message) from None
 
 
 class Load(_Strict):

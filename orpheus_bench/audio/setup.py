@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from orpheus_bench.audio.service import DecodeService
+from orpheus_bench.audio.service import DecodeService, default_batching
 from orpheus_bench.scenario import Decode
 
 DecoderFactory = Callable[[], Any]
@@ -21,11 +21,7 @@ def build_decode_service(decode: Decode, factory: DecoderFactory | None = None) 
 
     `factory` replaces SNAC with any object that has the `SnacDecoder` methods (tests use slow fakes).
     """
-    window = {
-        "decode": dataclasses.asdict(decode.spec()),
-        "max_batch": decode.max_batch,
-        "max_wait_ms": decode.max_wait_ms,
-    }
+    window: dict[str, Any] = {"decode": dataclasses.asdict(decode.spec()), "workers": decode.workers}
     if decode.preset == "off":
         info = {
             "spec": None,
@@ -35,6 +31,7 @@ def build_decode_service(decode: Decode, factory: DecoderFactory | None = None) 
             **window,
         }
         return DecodeService(None), info
+    device = None
     if factory is not None:
         decoder = factory()
         info = {
@@ -48,8 +45,9 @@ def build_decode_service(decode: Decode, factory: DecoderFactory | None = None) 
         from orpheus_bench.audio.decoder import SnacDecoder
         from orpheus_bench.audio.snac_loader import load_snac
 
-        loaded = load_snac(decode.snac_model, decode.device, torch_threads=decode.threads)
+        loaded = load_snac(decode.snac_model, decode.device, noise=decode.noise, torch_threads=decode.threads)
         decoder = SnacDecoder(loaded)
+        device = loaded.device
         info = {
             "spec": loaded.spec,
             "device": loaded.device,
@@ -58,5 +56,9 @@ def build_decode_service(decode: Decode, factory: DecoderFactory | None = None) 
             "torch_threads": loaded.torch_threads,
             **window,
         }
-    service = DecodeService(decoder, max_batch=decode.max_batch, max_wait_ms=decode.max_wait_ms)
+    batch, wait_ms = default_batching(device or "cpu")
+    max_batch = decode.max_batch if decode.max_batch is not None else batch
+    max_wait_ms = decode.max_wait_ms if decode.max_wait_ms is not None else wait_ms
+    info.update(max_batch=max_batch, max_wait_ms=max_wait_ms)
+    service = DecodeService(decoder, max_batch=max_batch, max_wait_ms=max_wait_ms, threads=decode.workers)
     return service, info

@@ -29,3 +29,20 @@ def test_parse_throughput_prints_ratio() -> None:
 def test_harness_overhead_small() -> None:
     out = run("harness_overhead.py", "--streams", "2", "--decode", "off", "--min-measured", "2")
     assert "p50" in out and "p99" in out
+
+
+def test_decode_throughput_small() -> None:
+    out = run(
+        "decode_throughput.py",
+        "--streams",
+        "1",
+        "--frames",
+        "5",
+        "--fidelity-frames",
+        "6",
+        "--repeat",
+        "1",
+        "--skip",
+        "cost",
+    )
+    assert "audio s" in out or "x" in out

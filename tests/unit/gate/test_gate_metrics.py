@@ -109,18 +109,18 @@ def test_throughput_statistic_scales_with_cycle_time(kit: Any) -> None:
 def test_run_metric_hook_gates_a_provider(kit: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metrics, "_REGISTRY", dict(metrics._REGISTRY))
     register_run_metric(
-        "capacity_streams", lambda run: 6.0, unit="streams", description="test capacity", better="higher"
+        "test_capacity_streams", lambda run: 6.0, unit="streams", description="test capacity", better="higher"
     )
-    assert "capacity_streams" in metric_names()
+    assert "test_capacity_streams" in metric_names()
     run = kit.run("cap", kit.level_records(1, kit.spread(0.2)))
-    report = evaluate(rules_from_dict({"absolute": ["capacity_streams >= 8"]}), run)
+    report = evaluate(rules_from_dict({"absolute": ["test_capacity_streams >= 8"]}), run)
     rule = report.rules[-1]
     assert rule.checks[0].estimate == 6.0
     assert report.exit_code == 1
-    report = evaluate(rules_from_dict({"absolute": ["capacity_streams >= 4"]}), run)
+    report = evaluate(rules_from_dict({"absolute": ["test_capacity_streams >= 4"]}), run)
     assert report.exit_code == 0
     with pytest.raises(ValueError, match="already registered"):
-        register_run_metric("capacity_streams", lambda run: 1.0, unit="", description="", better=None)
+        register_run_metric("test_capacity_streams", lambda run: 1.0, unit="", description="", better=None)
 
 
 def test_request_values_drop_missing(kit: Any) -> None:
