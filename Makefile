@@ -9,7 +9,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/bin/orpheus-bench demo
+	$(VENV)/bin/orpheus-bench demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest

@@ -33,3 +33,21 @@ def test_demo_clients_match_seed_scenarios() -> None:
         assert built.load.concurrency == [1, 2] and built.load.requests_per_level == 3
     assert before.mode == "blocking" and before.sampling.temperature == 0.8
     assert after.decode.spec().window_frames == 4 and after.sampling.top_k == 30
+
+
+@pytest.mark.parametrize(
+    ("decode", "before_mode", "after_mode"), [("chunked", "blocking", "chunked"), ("off", "off", "off")]
+)
+def test_demo_decode_choices(decode: str, before_mode: str, after_mode: str) -> None:
+    args = argparse.Namespace(
+        levels=[1],
+        requests_per_level=1,
+        keep_audio=1,
+        device="auto",
+        model="test",
+        utterance_tokens=70,
+        decode=decode,
+    )
+    before, after = demo_scenarios(args)
+    assert before.decode.spec().mode == before_mode and after.decode.spec().mode == after_mode
+    assert before.mode == "blocking" and after.mode == "stream"
