@@ -365,6 +365,12 @@ def _warnings(meta: RunMeta, levels: Sequence[LevelResult], records: Sequence[Re
         out.append("The run did not complete (interrupted or aborted): the last level may be partial.")
     if meta.snac_random:
         out.append("SNAC weights were random: the audio is noise. Timings and continuity are real; sound is not.")
+    decode = (meta.snac or {}).get("decode") or {}
+    if isinstance(decode, dict) and decode.get("mode") == "off":
+        out.append(
+            "Decoding was off: TTFA is when the first decode window's tokens had arrived and audio seconds are what "
+            "the tokens encode, as if SNAC decoding cost nothing on the client."
+        )
     bound = [lv.label for lv in levels if lv.client_bound]
     if bound:
         out.append(

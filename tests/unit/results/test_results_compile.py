@@ -226,3 +226,31 @@ def test_levels_sharing_an_integer_are_flagged(make_record) -> None:  # type: ig
     res = compile_records([a, b])
     assert len(res.levels) == 1
     assert any("several load levels (rate=0.5/s, rate=1/s)" in w for w in res.warnings)
+
+
+def test_decode_off_runs_say_what_ttfa_means() -> None:
+    from orpheus_bench.records import RequestRecord
+    from orpheus_bench.results.compile import compile_records
+
+    rec = RequestRecord(
+        request_id="r",
+        level=1,
+        worker=0,
+        seq=1,
+        warmup=False,
+        prompt_id="p",
+        prompt="x",
+        voice=None,
+        mode="stream",
+        protocol="native",
+        driver="aiohttp",
+        wall_start=0.0,
+        run_offset_s=0.0,
+        t_first_pcm_s=0.1,
+        t_end_s=0.5,
+        pcm_samples=2048,
+    )
+    off = compile_records([rec], {"snac": {"decode": {"mode": "off"}}})
+    on = compile_records([rec], {"snac": {"decode": {"mode": "reference"}}})
+    assert any("Decoding was off" in w for w in off.warnings)
+    assert not any("Decoding was off" in w for w in on.warnings)
