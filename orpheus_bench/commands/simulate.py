@@ -77,7 +77,7 @@ def register(subparsers: Any) -> None:
     """Add the ``simulate`` subcommand."""
     p = subparsers.add_parser(
         "simulate",
-        help="run a simulated llama-server (synthetic timings, for tests and trying the harness)",
+        help="Run a simulated llama-server (synthetic timings, for tests and trying the harness).",
         description=__doc__,
     )
     add_arguments(p)

@@ -49,7 +49,6 @@ class RequestPipeline:
         self.frames = FrameAssembler()
         self.saw_final = False
         self._window_token_t: dict[int, float] = {}
-        self._outstanding = 0
 
     # ---- input -------------------------------------------------------------------------------
     def feed_bytes(self, chunk: bytes, t: float) -> list[DecodeWindow]:
@@ -146,7 +145,6 @@ class RequestPipeline:
             return []
         for w in windows:
             self._window_token_t[w.index] = t
-        self._outstanding += len(windows)
         return windows
 
     def _sync_counts(self) -> None:
@@ -162,7 +160,6 @@ class RequestPipeline:
     def on_decoded(self, window: DecodeWindow, samples: int, t_ready: float, decode_s: float, queue_s: float) -> None:
         """The driver's decode service finished `window` at `t_ready` with `samples` PCM samples."""
         t_tokens = self._window_token_t.pop(window.index, t_ready)
-        self._outstanding -= 1
         self._credit(
             AudioChunk(t_ready_s=t_ready, samples=samples, t_tokens_s=t_tokens, decode_s=decode_s, queue_s=queue_s)
         )
