@@ -160,6 +160,36 @@ class RequestRecord:
             return None
         return self.t_end_s / self.audio_seconds
 
+    # TTFA split: queue (derived) + prefill (server-measured) = first token; + generation + decode = TTFA.
+    @property
+    def prefill_s(self) -> float | None:
+        """Server-measured prompt processing (``timings.prompt_ms``)."""
+        if self.timings is None or self.timings.prompt_ms is None:
+            return None
+        return self.timings.prompt_ms / 1000.0
+
+    @property
+    def queue_s(self) -> float | None:
+        """Derived: client time to first token minus the server's prefill (slot wait, HTTP, network)."""
+        prefill = self.prefill_s
+        if self.t_first_token_s is None or prefill is None:
+            return None
+        return self.t_first_token_s - prefill
+
+    @property
+    def generation_to_window_s(self) -> float | None:
+        """Client-measured: first token -> the tokens of the first decode window complete."""
+        if self.t_first_token_s is None or self.t_first_window_s is None:
+            return None
+        return self.t_first_window_s - self.t_first_token_s
+
+    @property
+    def first_decode_s(self) -> float | None:
+        """Client-measured: first window's tokens complete -> its PCM ready (decode queue + SNAC)."""
+        if self.t_first_window_s is None or self.t_first_pcm_s is None:
+            return None
+        return self.t_first_pcm_s - self.t_first_window_s
+
     @property
     def invalid_code_count(self) -> int:
         """Audio codes outside [0, 4095], over all slot positions."""

@@ -75,21 +75,22 @@ def _ttfa_split(ok: Sequence[RequestRecord]) -> TtfaSplit:
     rows = [r for r in ok if r.t_first_token_s is not None and r.t_first_pcm_s is not None]
     if not rows:
         return TtfaSplit(0, None, None, None, None, None, None)
-    ms = 1000.0
-    ttfa = [r.t_first_pcm_s * ms for r in rows if r.t_first_pcm_s is not None]
-    first_token = [r.t_first_token_s * ms for r in rows if r.t_first_token_s is not None]
-    queue = prefill = None
-    prompt_ms = [r.timings.prompt_ms for r in rows if r.timings is not None and r.timings.prompt_ms is not None]
-    # A part is reported only when every request has it, so that the parts of the split add up to TTFA.
-    if len(prompt_ms) == len(rows):
-        prefill = _mean(prompt_ms)
-        queue = _mean([ft - pm for ft, pm in zip(first_token, prompt_ms, strict=True)])
-    generation = decode = None
-    windows = [r.t_first_window_s for r in rows if r.t_first_window_s is not None]
-    if len(windows) == len(rows):
-        generation = _mean([(w - r.t_first_token_s) * ms for w, r in zip(windows, rows, strict=True)])  # type: ignore[operator]
-        decode = _mean([(r.t_first_pcm_s - w) * ms for w, r in zip(windows, rows, strict=True)])  # type: ignore[operator]
-    return TtfaSplit(len(rows), _mean(ttfa), queue, prefill, _mean(first_token), generation, decode)
+
+    def part(values: list[float | None]) -> float | None:
+        # A part is reported only when every request has it, so that the parts of the split add up to TTFA.
+        if any(v is None for v in values):
+            return None
+        return _mean([v * 1000.0 for v in values if v is not None])
+
+    return TtfaSplit(
+        len(rows),
+        part([r.ttfa_s for r in rows]),
+        part([r.queue_s for r in rows]),
+        part([r.prefill_s for r in rows]),
+        part([r.t_first_token_s for r in rows]),
+        part([r.generation_to_window_s for r in rows]),
+        part([r.first_decode_s for r in rows]),
+    )
 
 
 def _window(measured: Sequence[RequestRecord]) -> float | None:

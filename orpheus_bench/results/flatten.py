@@ -1,7 +1,8 @@
 """Flat per-request rows for ``orpheus-bench export``: one row per record, raw fields plus derived columns.
 
 Derived columns (computed with the same definitions as the reports): ``ttfa_ms``, ``total_ms``,
-``audio_seconds``, ``rtf`` (wall s per audio s, below 1 = faster than real time), ``end_run_s``,
+``audio_seconds``, ``rtf`` (wall s per audio s, below 1 = faster than real time), ``end_run_s``, the TTFA split
+``queue_ms`` (derived) / ``prefill_ms`` (server) / ``generation_to_window_ms`` / ``first_decode_ms`` (client),
 ``send_delay_s``, ``invalid_code_count`` and ``invalid_slot_0..6``, ``n_chunks``, ``decode_lag_p50_ms`` /
 ``decode_lag_max_ms``, and per pre-roll ``stalls_<p>ms`` / ``stall_s_<p>ms``. Server timings become
 ``timings_<name>`` columns; the chunk list and ``extra`` are kept as JSON text so CSV can hold them too.
@@ -42,6 +43,11 @@ def flatten_record(
     row["rtf"] = record.rtf
     row["end_run_s"] = record.end_offset_run_s
     row["send_delay_s"] = record.send_delay_s
+    # TTFA split (see RequestRecord): queue is derived, prefill server-measured, the rest client-measured.
+    row["queue_ms"] = _ms(record.queue_s)
+    row["prefill_ms"] = _ms(record.prefill_s)
+    row["generation_to_window_ms"] = _ms(record.generation_to_window_s)
+    row["first_decode_ms"] = _ms(record.first_decode_s)
     row["invalid_code_count"] = record.invalid_code_count
     for i in range(FRAME_POSITIONS):
         row[f"invalid_slot_{i}"] = record.invalid_codes[i] if i < len(record.invalid_codes) else 0
