@@ -9,7 +9,8 @@ The stock `snac.SNAC` decoder (weight norm as parametrizations, real noise block
 whether it exports and runs at all; it is not timed, because it is not what the harness runs.
 
 Run: ``.venv/bin/python benchmarks/onnx_decode.py [--threads 1,2] [--repeats 15]``. Needs onnx, onnxruntime and
-onnxscript (not project dependencies).
+onnxscript (``pip install 'orpheus-bench[onnx]'``). The export and the session settings are the package's
+(`orpheus_bench.audio.onnx_backend`), i.e. what ``decode.backend: onnx`` runs.
 """
 
 from __future__ import annotations
@@ -21,72 +22,23 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from orpheus_bench.audio.onnx_backend import example_codes, ort_session
+from orpheus_bench.audio.onnx_backend import export_decode as export
 from orpheus_bench.audio.snac_loader import SNAC_24KHZ_CONFIG, load_snac
-from orpheus_bench.core.frames import CODEBOOK_SIZE, SAMPLES_PER_FRAME
+from orpheus_bench.core.frames import SAMPLES_PER_FRAME
 
 SHAPES: list[tuple[int, int]] = [(1, 1), (1, 2), (1, 4), (1, 7), (4, 4)]  # (batch, frames)
 
 
-class _CodesToAudio(nn.Module):
-    """``model.decode`` with the three layers as separate inputs (the exporter wants tensors, not a list)."""
-
-    def __init__(self, model: Any) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor) -> torch.Tensor:
-        return self.model.decode([l0, l1, l2])  # type: ignore[no-any-return]
-
-
 def _codes(batch: int, frames: int, seed: int) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, CODEBOOK_SIZE, (batch, k * frames), generator=g) for k in (1, 2, 4)]
-
-
-def export(model: Any, path: Path, *, dynamic: bool = True) -> None:
-    """Export codes -> audio with the dynamo exporter; batch and frame count dynamic when ``dynamic``."""
-    wrapper = _CodesToAudio(model).eval()
-    example = tuple(_codes(2, 3, seed=1))
-    shapes: Any = None
-    if dynamic:
-        batch = torch.export.Dim("batch", min=1, max=256)
-        frames = torch.export.Dim("frames", min=1, max=512)
-        shapes = ({0: batch, 1: frames}, {0: batch, 1: 2 * frames}, {0: batch, 1: 4 * frames})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapper,
-            example,
-            str(path),
-            input_names=["l0", "l1", "l2"],
-            output_names=["audio"],
-            dynamo=True,
-            dynamic_shapes=shapes,
-            external_data=False,
-        )
-
-
-def ort_session(path: Path, threads: int) -> Any:
-    """An ORT CPU session with ``threads`` intra-op threads and spinning off."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    return example_codes(batch, frames, seed=seed)
 
 
 def snr_db(ref: np.ndarray, other: np.ndarray) -> float:
@@ -152,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, onnxruntime {ort.__version__}, onnx {onnx.__version__}, "
         f"onnxscript {onnxscript.__version__}, {os.cpu_count()} CPUs, loadavg {os.getloadavg()}"
     )
+    # the native variant first: load_snac sets torch's thread count, the harness model's load wins
+    native = load_snac("random", "cpu", gemm_transposed_convs=False, torch_threads=thread_counts[0]).model
     loaded = load_snac("random", "cpu", torch_threads=thread_counts[0])
     print(loaded.description)
     model = loaded.model
@@ -161,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         export(model, path)
         print(f"exported harness decoder in {time.perf_counter() - t0:.1f} s, {path.stat().st_size / 1e6:.0f} MB")
+        # same weights with SNAC's own ConvTranspose1d (ORT's kernel may not share torch's slow path)
+        native_path = tmp / "snac_native_convt.onnx"
+        export(native, native_path)
         if not args.skip_stock:
             print(check_stock_export(tmp))
 
@@ -168,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         for threads in thread_counts:
             torch.set_num_threads(threads)
             sess = ort_session(path, threads)
+            sess_native = ort_session(native_path, threads)
             for batch, frames in SHAPES:
                 codes = _codes(batch, frames, seed=100 * batch + frames)
                 feed = {n: c.numpy() for n, c in zip(("l0", "l1", "l2"), codes, strict=True)}
@@ -185,25 +143,34 @@ def main(argv: list[str] | None = None) -> int:
                 def run_ort(f: dict[str, np.ndarray] = feed, s: Any = sess) -> object:
                     return s.run(None, f)
 
-                # alternate the two so a load spike from a neighbour hits both sides alike
-                t_ms, o_ms = [], []
+                def run_native(f: dict[str, np.ndarray] = feed, s: Any = sess_native) -> object:
+                    return s.run(None, f)
+
+                native_diff = float(np.max(np.abs(sess_native.run(None, feed)[0] - ref)))
+                # interleave the three so a load spike from a neighbour hits every side alike
+                t_ms, o_ms, n_ms = [], [], []
                 for _ in range(3):
                     t_ms.append(median_ms(run_torch, max(3, args.repeats // 3)))
                     o_ms.append(median_ms(run_ort, max(3, args.repeats // 3)))
-                tm, om = statistics.median(t_ms), statistics.median(o_ms)
-                rows.append((threads, batch, frames, tm, om, diff, snr))
+                    n_ms.append(median_ms(run_native, max(3, args.repeats // 3)))
+                tm, om, nm = statistics.median(t_ms), statistics.median(o_ms), statistics.median(n_ms)
+                rows.append((threads, batch, frames, tm, om, nm, diff, snr))
                 print(
                     f"  threads={threads} B={batch} F={frames}: torch {tm:.1f} ms, ORT {om:.1f} ms, "
+                    f"ORT native convT {nm:.1f} ms (max|diff| {native_diff:.1e}), "
                     f"torch/ORT {tm / om:.2f}, max|diff| {diff:.2e}, SNR {snr:.1f} dB",
                     flush=True,
                 )
     print(f"\nloadavg after: {os.getloadavg()}\n")
-    print("| threads | batch | frames | torch ms | ORT ms | torch / ORT | ORT ms per window | max abs diff | SNR dB |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for threads, batch, frames, tm, om, diff, snr in rows:
+    print(
+        "| threads | batch | frames | torch ms | ORT ms | torch / ORT | ORT ms per window "
+        "| ORT, native ConvTranspose ms | max abs diff | SNR dB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for threads, batch, frames, tm, om, nm, diff, snr in rows:
         print(
             f"| {threads} | {batch} | {frames} | {tm:.1f} | {om:.1f} | {tm / om:.2f} | {om / batch:.1f} | "
-            f"{diff:.1e} | {snr:.0f} |"
+            f"{nm:.1f} | {diff:.1e} | {snr:.0f} |"
         )
     return 0
 

@@ -4,7 +4,8 @@ A frame's seven codes go to SNAC's three codebooks as ``frames_to_layers`` descr
 layer 1: positions 1, 4; layer 2: positions 2, 3, 5, 6), giving code tensors of shape (B, F), (B, 2F) and
 (B, 4F) and PCM of shape (B, 1, 2048 F). SNAC has no batch-coupled layers (no batch norm, and the noise blocks
 are off by default, see `snac_loader`), so a window decodes to the same samples alone or in a batch, up to
-float rounding of the batched kernels.
+float rounding of the batched kernels. With ``backend="onnx"`` the same code arrays go to an ONNX Runtime
+session instead of ``model.decode`` (see `onnx_backend`); everything around that call is shared.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from orpheus_bench.audio.onnx_backend import run_session
 from orpheus_bench.audio.snac_loader import LoadedSnac
 from orpheus_bench.core.frames import SAMPLES_PER_FRAME, Frame
 from orpheus_bench.core.windows import DecodeWindow
@@ -30,6 +32,8 @@ class SnacDecoder:
         self.loaded = loaded
         self._model = loaded.model
         self._device = torch.device(loaded.device)
+        # ONNX Runtime replaces only SNAC's decode call; its session.run is safe from several threads
+        self._session = loaded.onnx_session if loaded.backend == "onnx" else None
 
     @property
     def device(self) -> str:
@@ -69,14 +73,18 @@ class SnacDecoder:
         try:
             arr = np.asarray(batch, dtype=np.int64)  # (B, F, 7)
             b, f = arr.shape[0], arr.shape[1]
-            codes = [
-                torch.from_numpy(np.ascontiguousarray(arr[:, :, 0])).to(self._device),
-                torch.from_numpy(arr[:, :, _L1].reshape(b, 2 * f)).to(self._device),
-                torch.from_numpy(arr[:, :, _L2].reshape(b, 4 * f)).to(self._device),
+            layers = [
+                np.ascontiguousarray(arr[:, :, 0]),
+                arr[:, :, _L1].reshape(b, 2 * f),
+                arr[:, :, _L2].reshape(b, 4 * f),
             ]
-            with torch.inference_mode():
-                audio = self._model.decode(codes)
-            pcm = audio[:, 0, :].float().cpu().numpy()
+            if self._session is not None:
+                pcm = run_session(self._session, layers)[:, 0, :]
+            else:
+                codes = [torch.from_numpy(layer).to(self._device) for layer in layers]
+                with torch.inference_mode():
+                    audio = self._model.decode(codes)
+                pcm = audio[:, 0, :].float().cpu().numpy()
         except Exception as exc:
             raise DecodeError(f"SNAC decode of {len(batch)} window(s) failed: {type(exc).__name__}: {exc}") from exc
         if pcm.shape[1] != SAMPLES_PER_FRAME * f:

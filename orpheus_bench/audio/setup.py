@@ -1,7 +1,8 @@
 """One place that turns a scenario's `Decode` settings into a running `DecodeService` and its run.json entry.
 
 Shared by the aiohttp run session and the Locust users, so both drivers load SNAC the same way and describe it
-the same way (``snac`` in run.json: model, device, whether the weights are random, window settings).
+the same way (``snac`` in run.json: model, device, whether the weights are random, the decode backend (torch or
+onnx), window settings).
 """
 
 from __future__ import annotations
@@ -45,7 +46,13 @@ def build_decode_service(decode: Decode, factory: DecoderFactory | None = None) 
         from orpheus_bench.audio.decoder import SnacDecoder
         from orpheus_bench.audio.snac_loader import load_snac
 
-        loaded = load_snac(decode.snac_model, decode.device, noise=decode.noise, torch_threads=decode.threads)
+        loaded = load_snac(
+            decode.snac_model,
+            decode.device,
+            noise=decode.noise,
+            torch_threads=decode.threads,
+            backend=decode.backend,
+        )
         decoder = SnacDecoder(loaded)
         device = loaded.device
         info = {
@@ -54,6 +61,7 @@ def build_decode_service(decode: Decode, factory: DecoderFactory | None = None) 
             "random_weights": loaded.random_weights,
             "description": loaded.description,
             "torch_threads": loaded.torch_threads,
+            "backend": loaded.backend,
             **window,
         }
     batch, wait_ms = default_batching(device or "cpu")

@@ -21,6 +21,9 @@ Inference-time changes, all named in `LoadedSnac.description`:
   ``noise="off"`` removes the blocks (same samples, that 12% cheaper); ``noise="random"`` keeps SNAC's own
   behaviour.
 
+``backend="onnx"`` (CPU, deterministic noise modes only) hands the ``decode`` call to ONNX Runtime, see
+`orpheus_bench.audio.onnx_backend`; the torch model stays loaded (it is exported from, and checked against).
+
 ``random`` weights are drawn from torch's default initialisers under a private RNG seeded by ``seed``, so two
 loads with one seed are identical and the global RNG is untouched. The audio is noise; the cost and the
 receptive field are those of the real model, which is what the harness needs offline.
@@ -59,6 +62,7 @@ SNAC_24KHZ_CONFIG: dict[str, Any] = {
     "depthwise": True,
 }
 NoiseMode = Literal["zero", "off", "random"]
+Backend = Literal["torch", "onnx"]
 _NOISE_WORDS: dict[str, str] = {
     "zero": "noise blocks add zero (deterministic, same cost)",
     "off": "noise blocks removed (deterministic, ~12% fewer FLOPs)",
@@ -78,6 +82,9 @@ class LoadedSnac:
     description: str  # plain words for run.json and reports
     noise: NoiseMode = "zero"
     torch_threads: int = 1  # torch intra-op threads in effect after loading
+    seed: int = 0  # the random-weight seed (unused for real weights)
+    backend: Backend = "torch"  # what runs `decode`: the torch model or `onnx_session`
+    onnx_session: Any = None  # onnxruntime.InferenceSession when backend == "onnx"
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -119,17 +126,28 @@ def load_snac(
     fold_weight_norm: bool = True,
     gemm_transposed_convs: bool | None = None,
     torch_threads: int | None = None,
+    backend: Backend = "torch",
 ) -> LoadedSnac:
     """Load SNAC 24 kHz for decoding: ``random``, a hub id (needs the hub or its cache) or a local directory.
 
     ``gemm_transposed_convs`` (default: on for CPU, needs ``fold_weight_norm``) swaps the two weight-heavy
     upsampling convolutions for `GemmConvTranspose1d`. ``torch_threads`` sets torch's process-wide intra-op
-    thread count (default: `default_torch_threads`).
-    Raises `ConfigError` (field ``snac_model``) with a plain message when the weights cannot be loaded.
+    thread count (default: `default_torch_threads`). ``backend="onnx"`` decodes with ONNX Runtime using the
+    same thread count (the graph is exported on first use and cached, see `onnx_backend`).
+    Raises `ConfigError` (field ``snac_model``) with a plain message when the weights cannot be loaded, and
+    (field ``decode.backend``) when the onnx backend cannot serve this device, noise mode or installation.
     """
-    dev = resolve_device(device)
+    if backend not in ("torch", "onnx"):
+        raise ConfigError("decode.backend", f"unknown backend {backend!r}; use torch or onnx")
+    if backend == "onnx" and device == "auto":
+        device = "cpu"  # ORT is a CPU backend here: "auto" must not pick a GPU it cannot use
+    dev = device if backend == "onnx" else resolve_device(device)  # onnx: a cuda device is refused below
     if noise not in _NOISE_WORDS:
         raise ConfigError("snac_noise", f"unknown noise mode {noise!r}; use {', '.join(_NOISE_WORDS)}")
+    if backend == "onnx":
+        from orpheus_bench.audio import onnx_backend
+
+        onnx_backend.check_supported(dev, noise)
     if spec == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -164,14 +182,31 @@ def load_snac(
     threads = torch_threads if torch_threads is not None else default_torch_threads(dev)
     if threads is not None:
         torch.set_num_threads(threads)
+    steps = "; ".join([_NOISE_WORDS[noise], *tricks])
+    session = None
+    run_by = ""
+    if backend == "onnx":
+        from orpheus_bench.audio import onnx_backend
+
+        ort_threads = torch.get_num_threads()
+        key = onnx_backend.cache_key(spec=spec, seed=seed, noise=noise, tricks=steps)
+        session, path, exported = onnx_backend.load_session(model, key=key, threads=ort_threads)
+        ort = onnx_backend.require_onnxruntime()
+        run_by = (
+            f"; decoded by ONNX Runtime {ort.__version__} ({ort_threads} intra-op thread(s), spinning off, "
+            f"graph {'exported to' if exported else 'reused from'} {path})"
+        )
     return LoadedSnac(
         model=model,
         device=dev,
         spec=spec,
         random_weights=random_weights,
-        description=f"SNAC 24 kHz, {what}; {'; '.join([_NOISE_WORDS[noise], *tricks])}; on {dev}",
+        description=f"SNAC 24 kHz, {what}; {steps}; on {dev}{run_by}",
         noise=noise,
         torch_threads=torch.get_num_threads(),
+        seed=seed,
+        backend=backend,
+        onnx_session=session,
     )
 
 

@@ -64,6 +64,9 @@ def add_scenario_options(p: argparse.ArgumentParser, *, include_host: bool = Tru
     p.add_argument("--decode-batch", type=int, help="Decode service: windows per batch at most.")
     p.add_argument("--decode-wait-ms", type=float, help="Decode service: wait to fill a batch.")
     p.add_argument("--decode-workers", type=int, help="Decode service worker threads (default 1).")
+    p.add_argument(
+        "--decode-backend", choices=["torch", "onnx"], help="SNAC decode on torch (default) or ONNX Runtime (CPU)."
+    )
     p.add_argument("--timeout", type=float, help="Per-request limit in seconds.")
     p.add_argument("--token-timeout", type=float, help="Longest silence between stream chunks in seconds.")
     p.add_argument("--server-profile", help="Start llama-server from this profile for the run.")
@@ -118,6 +121,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "decode.max_batch": args.decode_batch,
         "decode.max_wait_ms": args.decode_wait_ms,
         "decode.workers": getattr(args, "decode_workers", None),
+        "decode.backend": getattr(args, "decode_backend", None),
         "timeouts.request_s": args.timeout,
         "timeouts.between_tokens_s": args.token_timeout,
         "server.profile": args.server_profile,
