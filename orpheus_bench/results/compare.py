@@ -224,26 +224,37 @@ def compare(
 
     rows: list[ComparisonRow] = []
 
-    # TTFA (avg): before / after of the mean of per-level means, over the shared levels.
-    ttfa = _mean_of_means
-    b_g, a_g = groups(before, b_avg_levels, _COLS_TTFA), groups(after, a_avg_levels, _COLS_TTFA)
-    rows.append(
-        ComparisonRow(
-            key="ttfa_avg",
-            metric="TTFA (avg)",
+    def mean_of_means_row(
+        key: str,
+        metric: str,
+        cols: tuple[int, ...],
+        summary: Callable[[LevelResult], float | None],
+        better: str,
+        worse: str,
+        what: str,
+    ) -> ComparisonRow:
+        """A row comparing the mean of per-level means over the shared levels (TTFA avg, total latency)."""
+        b_g, a_g = groups(before, b_avg_levels, cols), groups(after, a_avg_levels, cols)
+        return ComparisonRow(
+            key=key,
+            metric=metric,
             unit="ms",
-            before_range=_range([lv.ttfa_ms.mean for lv in before.levels]),
-            after_range=_range([lv.ttfa_ms.mean for lv in after.levels]),
-            before_value=_first(ttfa(_point(b_g))),
-            after_value=_first(ttfa(_point(a_g))),
+            before_range=_range([summary(lv) for lv in before.levels]),
+            after_range=_range([summary(lv) for lv in after.levels]),
+            before_value=_first(_mean_of_means(_point(b_g))),
+            after_value=_first(_mean_of_means(_point(a_g))),
             before_open=False,
             after_open=False,
-            effect=effect(b_g, a_g, ttfa),
-            better_word="faster",
-            worse_word="slower",
-            basis=f"mean of per-level mean TTFA over {avg_basis}",
-            per_level=_per_level(b_lv, a_lv, shared, lambda lv: lv.ttfa_ms.mean),
+            effect=effect(b_g, a_g, _mean_of_means),
+            better_word=better,
+            worse_word=worse,
+            basis=f"mean of per-level mean {what} over {avg_basis}",
+            per_level=_per_level(b_lv, a_lv, shared, summary),
         )
+
+    # TTFA (avg): before / after of the mean of per-level means, over the shared levels.
+    rows.append(
+        mean_of_means_row("ttfa_avg", "TTFA (avg)", _COLS_TTFA, lambda lv: lv.ttfa_ms.mean, "faster", "slower", "TTFA")
     )
 
     # Best TTFA: lowest per-level p50 over all levels of each run.
@@ -335,24 +346,15 @@ def compare(
         )
 
     # Total latency: before / after of the mean of per-level means, over the shared levels.
-    total = _mean_of_means
-    b_t, a_t = groups(before, b_avg_levels, _COLS_TOTAL), groups(after, a_avg_levels, _COLS_TOTAL)
     rows.append(
-        ComparisonRow(
-            key="total_latency",
-            metric="Total latency",
-            unit="ms",
-            before_range=_range([lv.total_ms.mean for lv in before.levels]),
-            after_range=_range([lv.total_ms.mean for lv in after.levels]),
-            before_value=_first(total(_point(b_t))),
-            after_value=_first(total(_point(a_t))),
-            before_open=False,
-            after_open=False,
-            effect=effect(b_t, a_t, total),
-            better_word="reduction",
-            worse_word="increase",
-            basis=f"mean of per-level mean total latency over {avg_basis}",
-            per_level=_per_level(b_lv, a_lv, shared, lambda lv: lv.total_ms.mean),
+        mean_of_means_row(
+            "total_latency",
+            "Total latency",
+            _COLS_TOTAL,
+            lambda lv: lv.total_ms.mean,
+            "reduction",
+            "increase",
+            "total latency",
         )
     )
 
