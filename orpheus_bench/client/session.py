@@ -178,7 +178,7 @@ async def execute_run(
             if health != "ok":
                 hooks.status(f"warning: {sc.host} {health}; requests will be recorded as errors")
             if doctor and health == "ok":
-                rundir.update(doctor=await _doctor(sc, prompts, api_key))
+                rundir.update(doctor=await _doctor(sc, prompts, api_key, hooks))
             service = await asyncio.to_thread(_decode_service, sc, rundir, hooks)
             origin = time.perf_counter()  # the run clock shared by records and the server timeline
             scraper = await _start_scraper(sc, rundir, api_key, health == "ok", origin)
@@ -236,11 +236,10 @@ def _decode_stats(service: DecodeService) -> dict[str, Any]:
     return {"decode_service": data} if isinstance(data, dict) else {}
 
 
-async def _doctor(sc: Scenario, prompts: list[Any], api_key: str | None) -> dict[str, Any] | None:
-    try:
-        from orpheus_bench.server.doctor import run_checks
-    except ImportError:
-        return None
+async def _doctor(sc: Scenario, prompts: list[Any], api_key: str | None, hooks: RunHooks) -> dict[str, Any]:
+    """The doctor's checks (what the seed stumbled on), shown to the user when not ok and kept in run.json."""
+    from orpheus_bench.server.doctor import run_checks
+
     report = await run_checks(
         sc.host,
         prompts={p.id: p.text for p in prompts},
@@ -249,6 +248,9 @@ async def _doctor(sc: Scenario, prompts: list[Any], api_key: str | None) -> dict
         api_key=api_key,
         voice=sc.prompts.voice,
     )
+    for check in report.checks:
+        if check.level != "ok":
+            hooks.status(f"doctor {check.level}: {check.name}: {check.message}")
     return report.to_dict()
 
 

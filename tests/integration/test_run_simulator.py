@@ -140,3 +140,22 @@ def test_bad_input_exits_2_before_any_request(tmp_path: Path, capsys: pytest.Cap
     err = capsys.readouterr().err
     assert "load.concurrency" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+async def test_doctor_findings_are_shown_before_the_run(sim_url: str, tmp_path: Path) -> None:
+    from orpheus_bench.client.session import RunHooks
+
+    class Collect(RunHooks):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def status(self, message: str) -> None:
+            self.lines.append(message)
+
+    hooks = Collect()
+    data = scenario(sim_url, load={"concurrency": [8], "requests_per_level": 1})
+    await execute_run(scenario_from_dict(data), tmp_path / "run", hooks=hooks)
+    # 8 workers on the simulator's 4 slots: the doctor says requests will queue, and run.json keeps it
+    assert any(line.startswith("doctor warn: slots:") for line in hooks.lines), hooks.lines
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert any(c["name"] == "slots" and c["level"] == "warn" for c in meta["doctor"]["checks"])
