@@ -24,6 +24,7 @@ def write_wav(path: str | Path, pcm: np.ndarray | Iterable[np.ndarray], sample_r
     chunks = [pcm] if isinstance(pcm, np.ndarray) else list(pcm)
     data = np.concatenate([np.ravel(c) for c in chunks]) if chunks else np.zeros(0, dtype=np.float32)
     ints = pcm_to_int16(data)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)

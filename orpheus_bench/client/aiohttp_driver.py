@@ -19,7 +19,7 @@ import numpy as np
 from orpheus_bench.audio.service import DecodeService
 from orpheus_bench.client.target import Target
 from orpheus_bench.core.pipeline import RequestPipeline
-from orpheus_bench.core.protocol import parse_error_text
+from orpheus_bench.core.protocol import is_event_stream, non_stream_answer_error, parse_error_text
 from orpheus_bench.core.windows import DecodeWindow
 from orpheus_bench.errors import (
     ConnectError,
@@ -173,14 +173,10 @@ async def _exchange(
             submit(pipeline.feed_body(raw, now()))
             return
         ctype = resp.headers.get("Content-Type", "")
-        if "text/event-stream" not in ctype:
-            # llama-server answers some errors (exceed_context_size_error) with JSON even when asked to stream.
+        if not is_event_stream(ctype):
             raw = await resp.content.read(ERROR_BODY_LIMIT)
             record.t_first_byte_s = now()
-            err = parse_error_text(resp.status, raw)
-            if b'"error"' in raw:
-                raise err
-            raise ProtocolError(f"expected an SSE stream, got {ctype or 'no content type'}: {raw[:200]!r}")
+            raise non_stream_answer_error(resp.status, ctype, raw)
         while True:
             chunk = await resp.content.readany()
             if not chunk:

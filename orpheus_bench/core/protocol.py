@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from orpheus_bench.errors import AuthError, ContextSizeError, HTTPStatusError, ProtocolError
+from orpheus_bench.errors import AuthError, ContextSizeError, HTTPStatusError, ProtocolError, RequestError
 from orpheus_bench.records import ServerTimings
 
 Protocol = Literal["native", "openai"]
@@ -199,3 +199,19 @@ def parse_error_text(status: int, raw: bytes) -> HTTPStatusError:
     except (json.JSONDecodeError, UnicodeDecodeError):
         body = raw[:500]
     return error_from_body(status, body)
+
+
+def is_event_stream(content_type: str) -> bool:
+    """Whether a response's Content-Type announces an SSE stream."""
+    return "text/event-stream" in content_type.lower()
+
+
+def non_stream_answer_error(status: int, content_type: str, raw: bytes) -> RequestError:
+    """What a non-SSE answer to a streaming request means (both drivers raise this).
+
+    llama-server answers some errors (``exceed_context_size_error``) with a JSON error body and a 2xx or 4xx status
+    even when asked to stream: that is the server's error, kept with its message. Anything else is a protocol error.
+    """
+    if b'"error"' in raw:
+        return parse_error_text(status, raw)
+    return ProtocolError(f"expected an SSE stream, got {content_type or 'no content type'}: {raw[:200]!r}")

@@ -28,7 +28,7 @@ from orpheus_bench.client.aiohttp_driver import BLOCKING_BODY_LIMIT, DECODE_DRAI
 from orpheus_bench.client.loop_monitor import decode_backlogged
 from orpheus_bench.client.target import Target
 from orpheus_bench.core.pipeline import RequestPipeline
-from orpheus_bench.core.protocol import parse_error_text
+from orpheus_bench.core.protocol import is_event_stream, non_stream_answer_error, parse_error_text
 from orpheus_bench.core.windows import DecodeWindow
 from orpheus_bench.errors import (
     ConnectError,
@@ -151,14 +151,10 @@ def _exchange(
             submit(pipeline.feed_body(_read_limited(raw, BLOCKING_BODY_LIMIT), now()))
             return
         ctype = str(resp.headers.get("Content-Type") or "")
-        if "text/event-stream" not in ctype:
-            # llama-server answers some errors (exceed_context_size_error) with JSON even when asked to stream.
+        if not is_event_stream(ctype):
             data = _read_limited(raw, ERROR_BODY_LIMIT)
             record.t_first_byte_s = now()
-            err = parse_error_text(resp.status_code, data)
-            if b'"error"' in data:
-                raise err
-            raise ProtocolError(f"expected an SSE stream, got {ctype or 'no content type'}: {data[:200]!r}")
+            raise non_stream_answer_error(resp.status_code, ctype, data)
         while line := raw.readline(b"\n"):
             submit(pipeline.feed_bytes(line, now()))
         tail = raw.read()  # a last line without its newline, if the server sent one

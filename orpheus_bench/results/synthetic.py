@@ -10,7 +10,6 @@ of a synthetic run says so through its run.json (``"synthetic": true``).
 from __future__ import annotations
 
 import json
-import wave
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from orpheus_bench.audio.wav import write_wav
 from orpheus_bench.records import (
     FRAME_POSITIONS,
     SAMPLE_RATE_HZ,
@@ -134,17 +134,6 @@ def synthetic_records(spec: SyntheticSpec = SyntheticSpec()) -> list[RequestReco
             records.append(rec)
         clock = max(free_at) + 0.5
     return records
-
-
-def write_wav(path: Path, samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> None:
-    """Write mono float samples in [-1, 1] as a 16-bit PCM WAV."""
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as fh:
-        fh.setnchannels(1)
-        fh.setsampwidth(2)
-        fh.setframerate(sample_rate_hz)
-        fh.writeframes(pcm.tobytes())
 
 
 def write_run_dir(

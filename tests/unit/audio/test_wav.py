@@ -37,3 +37,9 @@ def test_empty(tmp_path: Path) -> None:
     path = tmp_path / "empty.wav"
     assert write_wav(path, []) == 0
     assert read_wav(path)[0].shape == (0,)
+
+
+def test_write_wav_creates_its_folder(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "audio" / "a.wav"
+    assert write_wav(path, np.zeros(480, dtype=np.float32)) == 480
+    assert read_wav(path)[1] == 24000

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from orpheus_bench.core.protocol import build_body, parse_error_text, parse_native, parse_openai
+from orpheus_bench.core.protocol import (
+    build_body,
+    is_event_stream,
+    non_stream_answer_error,
+    parse_error_text,
+    parse_native,
+    parse_openai,
+)
 from orpheus_bench.errors import AuthError, HTTPStatusError, ProtocolError
 
 pytestmark = pytest.mark.unit
@@ -98,3 +105,13 @@ def test_build_body_uses_llama_server_names() -> None:
     assert b == {"prompt": "P", "stream": True, "n_predict": 512, "repeat_penalty": 1.1}
     o = build_body("openai", "P", stream=False, sampling={"max_tokens": 7}, model="orpheus")
     assert o == {"prompt": "P", "stream": False, "max_tokens": 7, "model": "orpheus"}
+
+
+def test_non_sse_answer_to_a_stream_request() -> None:
+    assert is_event_stream("text/event-stream; charset=utf-8") and not is_event_stream("application/json")
+    ctx = non_stream_answer_error(
+        400, "application/json", b'{"error":{"code":400,"type":"exceed_context_size_error","message":"too long"}}'
+    )
+    assert ctx.error_class.value == "no_audio" and ctx.http_status == 400
+    other = non_stream_answer_error(200, "text/html", b"<html>hello</html>")
+    assert isinstance(other, ProtocolError) and "text/html" in str(other)

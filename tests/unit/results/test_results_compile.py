@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from orpheus_bench.audio.wav import write_wav
 from orpheus_bench.errors import ConfigError
 from orpheus_bench.records import AudioChunk, ErrorClass, ServerTimings, Status
 from orpheus_bench.results.compile import compile_records, compile_run, level_label, max_concurrency
-from orpheus_bench.results.synthetic import write_run_dir, write_wav
+from orpheus_bench.results.synthetic import write_run_dir
 
 pytestmark = pytest.mark.unit
 
