@@ -45,4 +45,8 @@ def test_decode_throughput_small() -> None:
         "--skip",
         "cost",
     )
-    assert "audio s" in out or "x" in out
+    rows = {line.split("  ")[0].strip(): line.split() for line in out.splitlines() if line.strip()}
+    # 6 frames: the reference window outputs (6 - 3) x 2048 samples; blocking decodes all 6 exactly
+    assert rows["reference (28 tok)"][-1] == "6144"
+    assert rows["blocking"][1] == "exact" and rows["blocking"][-1] == "12288"
+    assert "ratio to ref" in out
