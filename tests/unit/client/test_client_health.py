@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from record_factory import new_record
 
 from orpheus_bench.client.loop_monitor import decode_backlogged
 from orpheus_bench.client.runner import LevelOutcome, LevelPlan
@@ -12,21 +13,7 @@ pytestmark = pytest.mark.unit
 
 
 def record(queue_ms: list[float]) -> RequestRecord:
-    r = RequestRecord(
-        request_id="r",
-        level=1,
-        worker=0,
-        seq=0,
-        warmup=False,
-        prompt_id="p",
-        prompt="x",
-        voice=None,
-        mode="stream",
-        protocol="native",
-        driver="test",
-        wall_start=0.0,
-        run_offset_s=0.0,
-    )
+    r = new_record()
     r.chunks = [AudioChunk(t_ready_s=1.0, samples=2048, t_tokens_s=0.5, queue_s=q / 1000.0) for q in queue_ms]
     return r
 

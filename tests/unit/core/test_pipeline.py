@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from record_factory import new_record as base_record
 
 from orpheus_bench.core.pipeline import RequestPipeline
 from orpheus_bench.core.windows import DecodeSpec
@@ -14,21 +15,7 @@ pytestmark = pytest.mark.unit
 
 
 def new_record() -> RequestRecord:
-    return RequestRecord(
-        request_id="r",
-        level=1,
-        worker=0,
-        seq=0,
-        warmup=False,
-        prompt_id="p",
-        prompt="hi",
-        voice="tara",
-        mode="stream",
-        protocol="native",
-        driver="test",
-        wall_start=0.0,
-        run_offset_s=0.0,
-    )
+    return base_record(prompt="hi", voice="tara")
 
 
 def audio_tokens(n_frames: int, *, bad_at: set[int] | None = None) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from record_factory import new_record
 
 from orpheus_bench.audio.wav import write_wav
 from orpheus_bench.errors import ConfigError
@@ -230,23 +231,11 @@ def test_levels_sharing_an_integer_are_flagged(make_record) -> None:  # type: ig
 
 
 def test_decode_off_runs_say_what_ttfa_means() -> None:
-    from orpheus_bench.records import RequestRecord
     from orpheus_bench.results.compile import compile_records
 
-    rec = RequestRecord(
-        request_id="r",
-        level=1,
-        worker=0,
+    rec = new_record(
         seq=1,
-        warmup=False,
-        prompt_id="p",
-        prompt="x",
-        voice=None,
-        mode="stream",
-        protocol="native",
         driver="aiohttp",
-        wall_start=0.0,
-        run_offset_s=0.0,
         t_first_pcm_s=0.1,
         t_end_s=0.5,
         pcm_samples=2048,
