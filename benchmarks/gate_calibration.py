@@ -89,7 +89,7 @@ def _noise(run: RunData) -> dict[str, float]:
 
 
 async def _live_run(config: SimConfig, args: argparse.Namespace, out: Path) -> RunData:
-    from orpheus_bench.client.session import execute_run
+    from orpheus_bench.client.whole_run import execute_run
     from orpheus_bench.scenario import scenario_from_dict
     from orpheus_bench.sim.app import start_simulator
 

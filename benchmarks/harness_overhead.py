@@ -64,17 +64,19 @@ from typing import Any, TypeVar
 import numpy as np
 
 from orpheus_bench.audio.service import DecodeService, default_batching
-from orpheus_bench.client.loop_monitor import CLIENT_BOUND_LAG_P99_MS, LoopLagMonitor
-from orpheus_bench.client.runner import LevelOutcome, SweepRunner
-from orpheus_bench.client.target import Target
+from orpheus_bench.client.loop_monitor import LoopLagMonitor
+from orpheus_bench.client.runner import SweepRunner
 from orpheus_bench.core.frames import SAMPLES_PER_FRAME
 from orpheus_bench.core.pipeline import RequestPipeline
 from orpheus_bench.core.sse import SSEDecoder
 from orpheus_bench.core.windows import DecodeWindow
+from orpheus_bench.levels import LevelOutcome
+from orpheus_bench.limits import CLIENT_BOUND_LAG_P99_MS
+from orpheus_bench.measures.stats import percentile
 from orpheus_bench.records import RequestRecord, Status
-from orpheus_bench.results.stats import percentile
 from orpheus_bench.scenario import Decode, Load, PromptSource, Scenario
 from orpheus_bench.sim import SimConfig, run_simulator_in_subprocess
+from orpheus_bench.target import Target
 
 REAL_TIME_TOKENS_PER_S = 85.0  # 7 tokens per 2048-sample frame at 24 kHz: 82 tok/s is real time
 AUDIO_TOKEN_RE = re.compile(r"<custom_token_(\d+)>")

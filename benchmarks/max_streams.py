@@ -47,12 +47,12 @@ from harness_overhead import (
 from orpheus_bench.audio.service import DecodeService
 from orpheus_bench.client.loop_monitor import LoopLagMonitor
 from orpheus_bench.client.runner import SweepRunner
-from orpheus_bench.client.target import Target
 from orpheus_bench.core.pipeline import RequestPipeline
 from orpheus_bench.core.windows import DecodeWindow
+from orpheus_bench.measures.stats import percentile
 from orpheus_bench.records import RequestRecord, Status
-from orpheus_bench.results.stats import percentile
 from orpheus_bench.sim import SimConfig, run_simulator_in_subprocess
+from orpheus_bench.target import Target
 
 
 @dataclass

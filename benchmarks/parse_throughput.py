@@ -38,12 +38,12 @@ from collections.abc import Callable, Sequence
 # A sibling script (benchmarks/ is not a package): Python puts a script's own directory on sys.path.
 from harness_overhead import REAL_TIME_TOKENS_PER_S, machine_line, print_table
 
-from orpheus_bench.client.target import Target
 from orpheus_bench.core.sse import SSEDecoder
 from orpheus_bench.prompts import Prompt
 from orpheus_bench.scenario import Decode, Scenario
 from orpheus_bench.sim import protocol as proto
 from orpheus_bench.sim.generation import plan_generation
+from orpheus_bench.target import Target
 
 PROMPT = Prompt(id="bench/0", text="Hello there, thanks for calling. How can I help you today?")
 CHUNKINGS: tuple[tuple[str, int], ...] = (("event", 0), ("64 B", 64), ("1 KiB", 1024), ("16 KiB", 16384))

@@ -12,7 +12,7 @@ Every option of ``orpheus-bench run`` that describes requests works here too, wi
 
 from __future__ import annotations
 
-from orpheus_bench.locust_adapter import OrpheusTTSUser, StepLoadShape
+from orpheus_bench.locust.adapter import OrpheusTTSUser, StepLoadShape
 
 
 class TTSUser(OrpheusTTSUser):

@@ -18,9 +18,19 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from orpheus_bench.limits import CLIENT_BOUND_DECODE_QUEUE_P90_MS
+from orpheus_bench.measures.stats import percentile
+
 SAMPLE_RATE_HZ = 24_000
 FRAME_POSITIONS = 7
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: chunk window index, max_tokens, events_after_final; client_bound derived, not stored
+
+# How a stream's final event says it ended (llama-server's stop_type, OpenAI's finish_reason).
+COMPLETE_STOPS = frozenset({"word", "eos", "stop"})  # the stop string (end of speech), end of sequence
+LIMIT_STOPS = frozenset({"limit", "length"})  # a length limit: n_predict/max_tokens or the slot's context
+CUT_MAX_TOKENS = "max_tokens"
+CUT_SLOT_CONTEXT = "slot_context"
+CUT_NO_END_OF_SPEECH = "no_end_of_speech"
 
 
 class Status(str, Enum):
@@ -52,8 +62,10 @@ class ErrorClass(str, Enum):
 class AudioChunk:
     """One PCM chunk handed to the (virtual) player.
 
-    ``t_ready_s`` is when its samples were available to play; ``t_tokens_s`` when the last token needed for
-    it had arrived, so ``t_ready_s - t_tokens_s`` is the decode lag (queue wait plus decode time).
+    ``window`` is the decode window's index in the stream (0, 1, 2...): chunks play in this order, whatever
+    order their decodes finished in (several decode workers may finish a later window first). ``t_ready_s``
+    is when its samples were available to play; ``t_tokens_s`` when the last token needed for it had arrived,
+    so ``t_ready_s - t_tokens_s`` is the decode lag (queue wait plus decode time).
     """
 
     t_ready_s: float
@@ -61,6 +73,7 @@ class AudioChunk:
     t_tokens_s: float
     decode_s: float = 0.0
     queue_s: float = 0.0
+    window: int = -1  # -1: written before windows were numbered; such records keep their stored order
 
     @property
     def lag_s(self) -> float:
@@ -117,6 +130,7 @@ class RequestRecord:
     special_tokens: int = 0  # non-audio special tokens (<custom_token_0..9> other than end of speech)
     text_chars: int = 0  # characters of plain text between audio tokens
     end_of_speech: bool = False
+    events_after_final: int = 0  # protocol noise: events the server sent after the stream's final event
     pcm_samples: int = 0
     chunks: list[AudioChunk] = field(default_factory=list)
 
@@ -125,11 +139,11 @@ class RequestRecord:
     truncated: bool | None = None
     stop_reason: str | None = None  # stop_type (native) or finish_reason (openai)
     http_status: int | None = None
+    max_tokens: int | None = None  # the generation limit the request asked for (n_predict / max_tokens)
 
     status: Status = Status.OK
     error_class: ErrorClass | None = None
     error_message: str | None = None
-    client_bound: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     # ---- derived, never stored -------------------------------------------------------------------
@@ -137,6 +151,44 @@ class RequestRecord:
     def ok(self) -> bool:
         """True when the request completed with usable audio."""
         return self.status is Status.OK
+
+    @property
+    def complete(self) -> bool:
+        """True when the utterance ended on its own: end of speech seen, or the server stopped at the stop word
+        or the end-of-sequence token. A request that ended by a length limit is `cut_short` instead."""
+        return self.ok and (self.end_of_speech or self.stop_reason in COMPLETE_STOPS)
+
+    @property
+    def cut_short(self) -> bool:
+        """True when the request delivered audio but its utterance did not end: a length limit stopped it."""
+        return self.ok and not self.complete
+
+    @property
+    def cut_limit(self) -> str | None:
+        """Which limit cut the utterance short (None unless `cut_short`): ``slot_context`` (the slot's context
+        filled up: the server says ``truncated``), ``max_tokens`` (the generation limit the request asked for),
+        or ``no_end_of_speech`` (the stream ended without end of speech and without saying why)."""
+        if not self.cut_short:
+            return None
+        if self.truncated:
+            return CUT_SLOT_CONTEXT
+        if self.stop_reason in LIMIT_STOPS:
+            return CUT_MAX_TOKENS
+        return CUT_NO_END_OF_SPEECH
+
+    @property
+    def outcome(self) -> str:
+        """One word for how the request ended: ``complete``, ``cut_short``, or its error class (``cancelled``...)."""
+        if self.ok:
+            return "complete" if self.complete else "cut_short"
+        return self.error_class.value if self.error_class else self.status.value
+
+    @property
+    def client_bound(self) -> bool:
+        """True when this request's PCM waited on the client's decode queue past the client-bound threshold (p90
+        of its chunks' queue waits): its TTFA and stalls then include time the client, not the server, added."""
+        p90 = percentile([c.queue_s * 1000.0 for c in self.chunks], 90)
+        return p90 is not None and p90 > CLIENT_BOUND_DECODE_QUEUE_P90_MS
 
     @property
     def ttfa_s(self) -> float | None:

@@ -2,7 +2,6 @@
 
 - `JsonlSink` appends one line per record as it happens and fsyncs at each level's end, so a crash loses at most
   the requests in flight.
-- `LevelCollector` keeps the records of the current level in memory (for live numbers and level summaries).
 - `RecordSink` is the protocol any consumer implements (the Locust bridge, a progress view, tests).
 """
 
@@ -63,23 +62,6 @@ class JsonlSink:
                 os.fsync(self._fh.fileno())
                 self._fh.close()
                 self._fh = None
-
-
-class LevelCollector:
-    """Keeps every record in memory, grouped by level, for summaries at the end of each level."""
-
-    def __init__(self) -> None:
-        self.by_level: dict[int, list[RequestRecord]] = {}
-
-    def emit(self, record: RequestRecord) -> None:
-        """Remember the record."""
-        self.by_level.setdefault(record.level, []).append(record)
-
-    def level_done(self, level: int) -> None:
-        """Nothing to flush."""
-
-    def close(self) -> None:
-        """Nothing to flush."""
 
 
 class Fanout:

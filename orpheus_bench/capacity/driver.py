@@ -1,7 +1,7 @@
 """Running a capacity search: one sub-run per measurement, state on disk after each, resumable.
 
 `run_capacity` asks the pure policy (`capacity.search.next_step`) what to measure, runs that load with the real
-runner (`client.session.execute_run`) into ``<out>/levels/<label>[-mN]/``, judges every load on the SLO
+runner (`client.whole_run.execute_run`) into ``<out>/levels/<label>[-mN]/``, judges every load on the SLO
 (`capacity.slo.evaluate_level`, all measurements of a load pooled) and rewrites, after every measurement:
 
 * ``capacity.json``: the search's definition (scenario, SLO, search settings) and its measurements, each marked
@@ -30,11 +30,11 @@ from orpheus_bench.capacity.merge import LoadGroup, MeasurementRecords, merge_le
 from orpheus_bench.capacity.result import CapacityResult, LoadResult, write_result
 from orpheus_bench.capacity.search import CONCURRENCY, Finished, Measure, SearchConfig, next_step
 from orpheus_bench.capacity.slo import DEFAULT_RESAMPLES, Slo, counted_records, evaluate_level
-from orpheus_bench.client.session import RunHooks, execute_run, wait_ready
+from orpheus_bench.client.whole_run import RunHooks, execute_run, wait_ready
 from orpheus_bench.errors import ConfigError, ServerError
+from orpheus_bench.measures.stats import percentile
 from orpheus_bench.records import RequestRecord, read_records
 from orpheus_bench.results.compile import compile_level
-from orpheus_bench.results.stats import percentile
 from orpheus_bench.rundir import REQUESTS_FILE, RunDirectory, read_run_meta
 from orpheus_bench.scenario import Scenario
 
@@ -292,9 +292,9 @@ def _write_merged(rundir: RunDirectory, search: _Search, groups: list[LoadGroup]
 @contextlib.asynccontextmanager
 async def _server(sc: Scenario, rundir: RunDirectory, hooks: RunHooks) -> AsyncIterator[Scenario]:
     """One llama-server for the whole search when the scenario names a profile (the run's own helper)."""
-    from orpheus_bench.client import session
+    from orpheus_bench.client import whole_run
 
-    async with session.managed_server(sc, rundir, hooks) as started:
+    async with whole_run.managed_server(sc, rundir, hooks) as started:
         yield started
 
 

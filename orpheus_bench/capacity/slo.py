@@ -14,7 +14,7 @@ Every SLO also judges each request on three implied terms, which together define
 * a TTFA budget: the ``ttfa_ms`` term when given, else the threshold of the level TTFA term with the highest
   statistic (``ttfa_p95_ms<=500`` means a request that waited more than 500 ms missed its budget);
 * a stall budget: the ``max_stall_ms`` term when given, else ``max_stall_ms<=0`` (no stall at all), played by
-  the virtual player of `orpheus_bench.results.stalls` at the SLO's pre-roll.
+  the virtual player of `orpheus_bench.measures.playback` at the SLO's pre-roll.
 
 Goodput of a level = the share of its measured requests (warmup and cancelled ones dropped) that met every
 per-request term. Level statistics count *every* measured request: a failed request has no audio, so it sits
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from orpheus_bench.errors import ConfigError
+from orpheus_bench.measures.playback import record_playback
 from orpheus_bench.records import RequestRecord, Status
-from orpheus_bench.results.stalls import record_playback
 
 DEFAULT_PREROLL_MS = 250
 DEFAULT_RESAMPLES = 1000
@@ -312,7 +312,7 @@ def _matrix(verdicts: Sequence[RequestVerdict]) -> np.ndarray:
 def row_statistic(x: np.ndarray, stat: str) -> np.ndarray:
     """``stat`` along the last axis of ``x`` where +inf marks a request that missed every budget.
 
-    Percentiles interpolate linearly between closest ranks (as `orpheus_bench.results.stats` does); a
+    Percentiles interpolate linearly between closest ranks (as `orpheus_bench.measures.stats` does); a
     percentile whose rank reaches into the infinite values is infinite. ``x`` must have at least one column.
     """
     if stat == "mean":

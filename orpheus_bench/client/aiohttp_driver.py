@@ -17,7 +17,6 @@ import aiohttp
 import numpy as np
 
 from orpheus_bench.audio.service import DecodeService
-from orpheus_bench.client.target import Target
 from orpheus_bench.core.pipeline import RequestPipeline
 from orpheus_bench.core.protocol import is_event_stream, non_stream_answer_error, parse_error_text
 from orpheus_bench.core.windows import DecodeWindow
@@ -29,12 +28,9 @@ from orpheus_bench.errors import (
     RequestError,
     StreamTimeout,
 )
+from orpheus_bench.limits import BLOCKING_BODY_LIMIT, DECODE_DRAIN_S, ERROR_BODY_LIMIT, STALE_RETRIES
 from orpheus_bench.records import ErrorClass, RequestRecord, Status
-
-ERROR_BODY_LIMIT = 64 * 1024
-BLOCKING_BODY_LIMIT = 64 * 1024 * 1024
-DECODE_DRAIN_S = 30.0
-STALE_RETRIES = 4  # each failed write discards one dead pooled connection
+from orpheus_bench.target import Target
 
 
 class PcmCollector:

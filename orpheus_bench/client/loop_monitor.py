@@ -11,12 +11,7 @@ import asyncio
 import contextlib
 import time
 
-from orpheus_bench.records import RequestRecord
-from orpheus_bench.results.stats import percentile
-
-LAG_INTERVAL_S = 0.05
-CLIENT_BOUND_LAG_P99_MS = 25.0
-CLIENT_BOUND_DECODE_QUEUE_P90_MS = 100.0
+from orpheus_bench.limits import LAG_INTERVAL_S
 
 
 class LoopLagMonitor:
@@ -49,14 +44,3 @@ class LoopLagMonitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-
-
-def decode_backlogged(record: RequestRecord) -> bool:
-    """True when this request's PCM waited on the client's decode queue past the client-bound threshold (p90).
-
-    Used by both drivers to set `RequestRecord.client_bound`, so a single record says whether its TTFA and
-    stalls include time the client, not the server, added.
-    """
-    waits = [c.queue_s * 1000.0 for c in record.chunks]
-    p90 = percentile(waits, 90)
-    return p90 is not None and p90 > CLIENT_BOUND_DECODE_QUEUE_P90_MS

@@ -7,10 +7,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from orpheus_bench.client.runner import LevelOutcome, LevelPlan
-from orpheus_bench.client.session import RunHooks
+from orpheus_bench.client.whole_run import RunHooks
+from orpheus_bench.levels import LevelOutcome, LevelPlan
+from orpheus_bench.measures.stats import percentile
 from orpheus_bench.records import RequestRecord
-from orpheus_bench.results.stats import percentile
 
 
 class RichProgress(RunHooks):

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orpheus_bench.commands.run import _int_list, run_async_with_signals
+from orpheus_bench.cli_options import int_list
+from orpheus_bench.commands.run import run_async_with_signals
 from orpheus_bench.scenario import Scenario, merge_overrides, scenario_from_dict
 
 BEFORE_CLIENT: dict[str, Any] = {
@@ -52,7 +53,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--levels",
-        type=_int_list("load.concurrency"),
+        type=int_list("load.concurrency"),
         default=[1, 2, 4, 8, 12],
         help="Concurrency levels (default 1,2,4,8,12).",
     )
@@ -105,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from orpheus_bench.client.progress import RichProgress
-    from orpheus_bench.client.session import execute_run
+    from orpheus_bench.client.whole_run import execute_run
     from orpheus_bench.errors import LaunchError
     from orpheus_bench.server.binary import find_llama_server
 

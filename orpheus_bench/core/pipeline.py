@@ -8,13 +8,18 @@ invalid codes) once the driver is done.
 
 With decode mode ``off`` no window is returned; each window's samples are credited at the moment its tokens
 were complete, i.e. the audio the tokens encode as if decoding were free (the run says so in run.json).
+
+A stream ends at its final event (``stop: true`` on /completion; on /v1/completions the ``finish_reason``
+chunk, after which only metadata and ``[DONE]`` may follow): whatever the server sends after that is counted
+in ``events_after_final`` and never parsed as audio. Audio chunks carry their window index, so playback, stalls
+and TTFA follow stream order even when several decode workers finish windows out of order.
 """
 
 from __future__ import annotations
 
 from orpheus_bench.core.frames import Frame, FrameAssembler
 from orpheus_bench.core.protocol import Protocol, StreamMessage, parse_event
-from orpheus_bench.core.sse import SSEDecoder
+from orpheus_bench.core.sse import SSEDecoder, SSEEvent
 from orpheus_bench.core.tokens import AudioCodeMapper, CustomTokenParser, numbers_from_token_ids
 from orpheus_bench.core.windows import DecodeSpec, DecodeWindow, WindowPlanner
 from orpheus_bench.errors import InvalidAudioError, NoAudioError, ProtocolError
@@ -48,6 +53,7 @@ class RequestPipeline:
         self.mapper = AudioCodeMapper()
         self.frames = FrameAssembler()
         self.saw_final = False
+        self._ended = False  # past the last event that may carry anything (see the module docstring)
         self._window_token_t: dict[int, float] = {}
 
     # ---- input -------------------------------------------------------------------------------
@@ -56,8 +62,15 @@ class RequestPipeline:
         rec = self.record
         if rec.t_first_byte_s is None and chunk:
             rec.t_first_byte_s = t
+        return self._events(self.sse.feed(chunk), t)
+
+    def _events(self, events: list[SSEEvent], t: float) -> list[DecodeWindow]:
         windows: list[DecodeWindow] = []
-        for event in self.sse.feed(chunk):
+        for event in events:
+            if self._ended:
+                # After the final event nothing is parsed, so noise can neither add audio nor fail the request.
+                self.record.events_after_final += 1
+                continue
             windows.extend(self._message(parse_event(self.protocol, event.data), t))
         return windows
 
@@ -76,9 +89,7 @@ class RequestPipeline:
 
     def end_of_stream(self, t: float) -> list[DecodeWindow]:
         """The connection delivered its last byte at `t`; returns the tail windows (flush / blocking)."""
-        windows: list[DecodeWindow] = []
-        for event in self.sse.flush():
-            windows.extend(self._message(parse_event(self.protocol, event.data), t))
+        windows = self._events(self.sse.flush(), t)
         tail = self.tokens.flush()
         self.record.text_chars += tail.other_chars
         self.frames.flush()
@@ -89,7 +100,14 @@ class RequestPipeline:
     def _message(self, msg: StreamMessage, t: float) -> list[DecodeWindow]:
         rec = self.record
         if msg.done_marker:
-            self.saw_final = True
+            self.saw_final = self._ended = True
+            return []
+        if self.saw_final:
+            # openai: a chunk after the finish_reason chunk may still bring usage and timings, never tokens.
+            if msg.text or msg.token_ids:
+                rec.events_after_final += 1
+            elif msg.timings is not None:
+                rec.timings = msg.timings
             return []
         numbers: list[int] | None = None
         if self.use_token_ids and msg.token_ids:
@@ -117,6 +135,7 @@ class RequestPipeline:
                 windows.extend(self._frame(frame, t))
         if msg.final:
             self.saw_final = True
+            self._ended = self.protocol == "native"
             rec.stop_reason = msg.stop_reason or rec.stop_reason
             if msg.truncated is not None:
                 rec.truncated = msg.truncated
@@ -141,7 +160,7 @@ class RequestPipeline:
             self.record.t_first_window_s = t
         if self.decode_off:
             for w in windows:
-                self._credit(AudioChunk(t_ready_s=t, samples=w.keep_end - w.keep_start, t_tokens_s=t))
+                self._credit(AudioChunk(t_ready_s=t, samples=w.keep_end - w.keep_start, t_tokens_s=t, window=w.index))
             return []
         for w in windows:
             self._window_token_t[w.index] = t
@@ -161,7 +180,14 @@ class RequestPipeline:
         """The driver's decode service finished `window` at `t_ready` with `samples` PCM samples."""
         t_tokens = self._window_token_t.pop(window.index, t_ready)
         self._credit(
-            AudioChunk(t_ready_s=t_ready, samples=samples, t_tokens_s=t_tokens, decode_s=decode_s, queue_s=queue_s)
+            AudioChunk(
+                t_ready_s=t_ready,
+                samples=samples,
+                t_tokens_s=t_tokens,
+                decode_s=decode_s,
+                queue_s=queue_s,
+                window=window.index,
+            )
         )
 
     def _credit(self, chunk: AudioChunk) -> None:
@@ -170,15 +196,16 @@ class RequestPipeline:
             return
         rec.chunks.append(chunk)
         rec.pcm_samples += chunk.samples
-        if rec.t_first_pcm_s is None or chunk.t_ready_s < rec.t_first_pcm_s:
-            rec.t_first_pcm_s = chunk.t_ready_s
 
     # ---- verdict --------------------------------------------------------------------------------------
     def finalize(self, t_end: float) -> RequestRecord:
         """Close the record at `t_end`: classify protocol gaps, missing audio and invalid codes."""
         rec = self.record
         rec.t_end_s = t_end
-        rec.chunks.sort(key=lambda c: c.t_ready_s)
+        # Stream order, not completion order: a player cannot play window 3 before window 2, however early
+        # a second decode worker finished it. TTFA is the first window's ready time for the same reason.
+        rec.chunks.sort(key=lambda c: c.window)
+        rec.t_first_pcm_s = rec.chunks[0].t_ready_s if rec.chunks else None
         self._sync_counts()
         if rec.status is not Status.OK:
             return rec

@@ -170,16 +170,6 @@ class WindowPlanner:
         self._out_frames = 0  # chunked: frames already output
         self._flushed = False
 
-    @property
-    def frames_in(self) -> int:
-        """Frames fed so far."""
-        return len(self._frames)
-
-    @property
-    def windows_out(self) -> int:
-        """Windows planned so far."""
-        return self._windows_out
-
     def feed(self, frame: Frame) -> list[DecodeWindow]:
         """Add the next completed frame; return the windows it makes decodable (usually zero or one)."""
         if self._flushed:

@@ -27,8 +27,8 @@ from orpheus_bench.gate.decide import Verdict, decide_relative
 from orpheus_bench.gate.engine import GateReport, RuleResult, evaluate_runs, run_from_records
 from orpheus_bench.gate.metrics import RunData
 from orpheus_bench.gate.rules import GateRules
+from orpheus_bench.measures.stats import Interval
 from orpheus_bench.records import AudioChunk, RequestRecord
-from orpheus_bench.results.stats import Interval
 from orpheus_bench.sim.config import SimConfig
 from orpheus_bench.sim.timing import SlotPool, cached_prompt_tokens, estimate_prompt_tokens, jitter_rng
 

@@ -2,7 +2,7 @@
 
 Relative rules compare a candidate with a baseline through the ratio ``candidate / baseline`` (or the
 difference ``candidate - baseline``) of one statistic at one level, with a percentile-bootstrap interval that
-resamples requests within the level of each run (`orpheus_bench.results.stats.bootstrap_effect`). The
+resamples requests within the level of each run (`orpheus_bench.measures.stats.bootstrap_effect`). The
 *limit* is the worst acceptable value of that ratio: ``1 + tolerance`` for a metric where lower is better,
 ``1 - tolerance`` where higher is better (``±tolerance`` for a difference). A check
 
@@ -25,7 +25,7 @@ from enum import Enum
 
 import numpy as np
 
-from orpheus_bench.results.stats import GroupStatistic, Interval, bootstrap_effect
+from orpheus_bench.measures.stats import GroupStatistic, Interval, bootstrap_effect
 
 
 class Verdict(str, Enum):

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from orpheus_bench.measures.playback import record_playback
+from orpheus_bench.measures.stats import GroupStatistic, clean, percentile, row_count, row_mean, row_percentile
 from orpheus_bench.records import RequestRecord, Status
 from orpheus_bench.results.model import LevelResult, RunResults
-from orpheus_bench.results.stalls import record_playback
-from orpheus_bench.results.stats import GroupStatistic, clean, percentile, row_count, row_mean, row_percentile
 
 STATISTICS: tuple[str, ...] = ("mean", "p50", "p90", "p95", "p99", "min", "max")
 LOWER = "lower"

@@ -1,4 +1,4 @@
-"""The Locust driver's parts; `orpheus_bench.locust_adapter` is what locustfiles import.
+"""The Locust driver's parts; `orpheus_bench.locust.adapter` is what locustfiles import.
 
 - `levels`: the step plan and the level controller (pure: no gevent, no Locust), shared by the local runner and
   the master of a distributed run.

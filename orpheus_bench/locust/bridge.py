@@ -26,7 +26,7 @@ import gevent
 import locust
 from locust.runners import STATE_MISSING, STATE_STOPPED, MasterRunner, WorkerRunner
 
-from orpheus_bench.commands.run import api_key_from
+from orpheus_bench.cli_options import api_key_from
 from orpheus_bench.errors import ConfigError
 from orpheus_bench.locust.levels import LevelState
 from orpheus_bench.locust.options import recorded_scenario, scenario_from_options, step_plan
@@ -55,7 +55,7 @@ def bridge_of(environment: Any) -> Bridge:
         return _bridges[id(environment)]
     except KeyError:
         raise RuntimeError(
-            "orpheus-bench's Locust listeners did not run: import orpheus_bench.locust_adapter"
+            "orpheus-bench's Locust listeners did not run: import orpheus_bench.locust.adapter"
         ) from None
 
 

@@ -24,9 +24,6 @@ import gevent
 from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
 from geventhttpclient.useragent import RetriesExceeded, UserAgent
 
-from orpheus_bench.client.aiohttp_driver import BLOCKING_BODY_LIMIT, DECODE_DRAIN_S, ERROR_BODY_LIMIT
-from orpheus_bench.client.loop_monitor import decode_backlogged
-from orpheus_bench.client.target import Target
 from orpheus_bench.core.pipeline import RequestPipeline
 from orpheus_bench.core.protocol import is_event_stream, non_stream_answer_error, parse_error_text
 from orpheus_bench.core.windows import DecodeWindow
@@ -38,8 +35,10 @@ from orpheus_bench.errors import (
     RequestError,
     StreamTimeout,
 )
+from orpheus_bench.limits import BLOCKING_BODY_LIMIT, DECODE_DRAIN_S, ERROR_BODY_LIMIT
 from orpheus_bench.locust.hub import DecodeHost
 from orpheus_bench.records import ErrorClass, RequestRecord, Status
+from orpheus_bench.target import Target
 
 # Every status comes back as a response, so an error body (llama-server's JSON) can be read and classified.
 ALL_STATUSES = frozenset(range(100, 600))
@@ -106,7 +105,6 @@ def execute(
         gevent.joinall(pending, timeout=DECODE_DRAIN_S)
         gevent.killall(pending, block=False)
     pipeline.finalize(now())
-    record.client_bound = decode_backlogged(record)
     return record
 
 

@@ -25,8 +25,8 @@ import gevent.event
 from gevent.monkey import get_original
 
 from orpheus_bench.audio.service import DecodeResult, DecodeService, DecodeStats
-from orpheus_bench.client.loop_monitor import LAG_INTERVAL_S
 from orpheus_bench.core.windows import DecodeWindow
+from orpheus_bench.limits import LAG_INTERVAL_S
 
 _start_native_thread: Callable[..., Any] = get_original("_thread", "start_new_thread")
 READY_TIMEOUT_S = 600.0

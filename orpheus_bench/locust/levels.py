@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from orpheus_bench.client.runner import LevelOutcome, LevelPlan
 from orpheus_bench.errors import ConfigError
+from orpheus_bench.levels import LevelOutcome, LevelPlan
 from orpheus_bench.records import RequestRecord, Status
 
 Phase = Literal["wait", "run", "drain", "done"]

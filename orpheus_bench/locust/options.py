@@ -1,8 +1,8 @@
 """Locust command-line options for orpheus-bench, named as in ``orpheus-bench run``, and what they resolve to.
 
-The scenario options are registered by the run command's own `add_scenario_options`, on Locust's parser minus
-the options Locust already owns (``--host``), so both entry points take the same flags and map them to the
-same scenario fields. Locust adds the step-shape options (``--step-levels``, ``--step-requests``,
+The scenario options are registered by the shared `orpheus_bench.cli_options.add_scenario_options`, on
+Locust's parser minus the options Locust already owns (``--host``), so both entry points take the same flags
+and map them to the same scenario fields. Locust adds the step-shape options (``--step-levels``, ``--step-requests``,
 ``--step-duration``), ``--run-dir`` and ``--gate``. A master hands every one of these to its workers with each
 spawn message, so workers need no orpheus-bench flags of their own.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, cast
 
-from orpheus_bench.commands.run import add_scenario_options, scenario_from_args
+from orpheus_bench.cli_options import add_scenario_options, scenario_from_args
 from orpheus_bench.errors import ConfigError
 from orpheus_bench.locust.levels import StepPlan
 from orpheus_bench.scenario import Scenario

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orpheus_bench.commands.run import safe_cli_args
+from orpheus_bench.cli_options import safe_cli_args
 from orpheus_bench.locust.levels import LevelController, LevelState, StepPlan
 from orpheus_bench.records import RequestRecord
 from orpheus_bench.rundir import RunDirectory
@@ -32,18 +32,18 @@ EXIT_CONFIG = 2
 
 def load_gate_rules(path: str) -> Any:
     """Gate rules, validated before the first request (ConfigError when gates are unavailable or invalid)."""
-    from orpheus_bench.commands.run import load_gate
+    from orpheus_bench.gate import load_rules
 
-    return load_gate(path)
+    return load_rules(path)
 
 
 def apply_gates(rules: Any, run_dir: Path) -> int:
     """Evaluate gate rules on a finished run directory and print the verdict; the exit code (0 pass, 1 fail)."""
     from rich.console import Console
 
-    from orpheus_bench.commands.run import apply_gate
+    from orpheus_bench.gate import evaluate_and_print
 
-    return int(apply_gate(rules, run_dir, Console(stderr=True)))
+    return int(evaluate_and_print(rules, run_dir, Console(stderr=True)))
 
 
 def fetch_props(host: str, api_key: str | None) -> dict[str, Any] | None:

@@ -27,7 +27,6 @@ from geventhttpclient.useragent import UserAgent
 
 from orpheus_bench.audio.service import DecodeService
 from orpheus_bench.audio.setup import build_decode_service as shared_build_decode_service
-from orpheus_bench.client.target import Target
 from orpheus_bench.errors import (
     AuthError,
     ConnectError,
@@ -46,6 +45,7 @@ from orpheus_bench.locust.levels import LevelState
 from orpheus_bench.prompts import Prompt
 from orpheus_bench.records import SAMPLE_RATE_HZ, ErrorClass, RequestRecord, Status
 from orpheus_bench.scenario import Scenario
+from orpheus_bench.target import Target
 
 TTFA = "TTFA"
 FIRST_TOKEN = "first token"

@@ -256,11 +256,3 @@ def render_html(
         "data": results_dict(after, before, comparison, ttfa_target_ms=ttfa_target_ms),
     }
     return _environment().get_template("report.html.j2").render(**context)
-
-
-def write_html(path: str | Path, html: str) -> Path:
-    """Write the report, creating its folder."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
-    return out

@@ -7,6 +7,8 @@ with bootstrap intervals; tables.py turns both into the tables that the console,
 
 from __future__ import annotations
 
+from orpheus_bench.measures.playback import PREROLLS_MS, StallStats
+from orpheus_bench.measures.stats import Interval, Summary
 from orpheus_bench.results.compare import Comparison, ComparisonRow, compare
 from orpheus_bench.results.compile import AUDIO_FILE_KEY, compile_records, compile_run
 from orpheus_bench.results.model import (
@@ -19,8 +21,6 @@ from orpheus_bench.results.model import (
     ServerSample,
     TtfaSplit,
 )
-from orpheus_bench.results.stalls import PREROLLS_MS, StallStats
-from orpheus_bench.results.stats import Interval, Summary
 
 __all__ = [
     "AUDIO_FILE_KEY",

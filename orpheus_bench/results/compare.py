@@ -26,8 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orpheus_bench.results.model import MIN_SUCCESS_FOR_CAPACITY, LevelResult, RunResults
-from orpheus_bench.results.stats import (
+from orpheus_bench.measures.stats import (
     DEFAULT_CONFIDENCE,
     DEFAULT_RESAMPLES,
     GroupStatistic,
@@ -36,6 +35,7 @@ from orpheus_bench.results.stats import (
     row_mean,
     row_percentile,
 )
+from orpheus_bench.results.model import MIN_SUCCESS_FOR_CAPACITY, LevelResult, RunResults
 
 # Columns of the per-request matrix of a level; each statistic is handed only the columns it reads (the
 # resampling gather is most of the bootstrap's cost), in the order given by the tuples below.

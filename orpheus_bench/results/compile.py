@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from orpheus_bench.errors import ConfigError
+from orpheus_bench.measures.playback import PREROLLS_MS, stall_stats
+from orpheus_bench.measures.stats import summarize
 from orpheus_bench.records import FRAME_POSITIONS, RequestRecord, Status, read_records
 from orpheus_bench.results.model import (
     MIN_SUCCESS_FOR_CAPACITY,
@@ -38,8 +40,6 @@ from orpheus_bench.results.model import (
     ServerSample,
     TtfaSplit,
 )
-from orpheus_bench.results.stalls import PREROLLS_MS, stall_stats
-from orpheus_bench.results.stats import summarize
 from orpheus_bench.results.timeline import read_server_samples
 
 AUDIO_FILE_KEY = "audio_file"

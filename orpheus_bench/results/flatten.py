@@ -15,9 +15,9 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from orpheus_bench.measures.playback import PREROLLS_MS, record_playback
+from orpheus_bench.measures.stats import percentile
 from orpheus_bench.records import FRAME_POSITIONS, RequestRecord, ServerTimings
-from orpheus_bench.results.stalls import PREROLLS_MS, record_playback
-from orpheus_bench.results.stats import percentile
 
 _NESTED = {"chunks", "invalid_codes", "timings", "extra"}
 _TIMING_FIELDS = [f.name for f in dataclasses.fields(ServerTimings)]

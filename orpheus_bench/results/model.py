@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from orpheus_bench.results.stalls import StallStats
-from orpheus_bench.results.stats import Summary
+from orpheus_bench.measures.playback import StallStats
+from orpheus_bench.measures.stats import Summary
 
 MIN_SUCCESS_FOR_CAPACITY = 0.99
 

@@ -20,7 +20,7 @@ from orpheus_bench.capacity.result import read_result
 from orpheus_bench.capacity.search import SearchConfig
 from orpheus_bench.capacity.slo import parse_slo
 from orpheus_bench.cli import main as cli_main
-from orpheus_bench.client.session import execute_run
+from orpheus_bench.client.whole_run import execute_run
 from orpheus_bench.errors import ConfigError
 from orpheus_bench.records import SAMPLE_RATE_HZ, read_records
 from orpheus_bench.results.compile import compile_run

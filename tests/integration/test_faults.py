@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from orpheus_bench.cli import main as cli_main
-from orpheus_bench.client.session import execute_run
+from orpheus_bench.client.whole_run import execute_run
 from orpheus_bench.errors import ServerNotReady
 from orpheus_bench.records import ErrorClass, RequestRecord, Status, read_records
 from orpheus_bench.report.html import render_html

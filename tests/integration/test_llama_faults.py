@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orpheus_bench.client.session import execute_run
+from orpheus_bench.client.whole_run import execute_run
 from orpheus_bench.records import ErrorClass, read_records
 from orpheus_bench.report.html import render_html
 from orpheus_bench.results.compile import compile_run

@@ -200,7 +200,7 @@ SLOW_DECODE_LOCUSTFILE = '''
 import numpy as np
 from gevent.monkey import get_original
 
-from orpheus_bench.locust_adapter import OrpheusTTSUser, StepLoadShape
+from orpheus_bench.locust.adapter import OrpheusTTSUser, StepLoadShape
 
 _blocking_sleep = get_original("time", "sleep")  # blocks the calling OS thread, hub or not
 

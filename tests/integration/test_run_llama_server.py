@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orpheus_bench.client.session import execute_run
+from orpheus_bench.client.whole_run import execute_run
 from orpheus_bench.records import read_records
 from orpheus_bench.results.compile import compile_run
 from orpheus_bench.scenario import scenario_from_dict

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orpheus_bench.cli import main as cli_main
-from orpheus_bench.client.session import execute_run
+from orpheus_bench.client.whole_run import execute_run
 from orpheus_bench.records import ErrorClass, Status, read_records
 from orpheus_bench.results.compile import compile_run
 from orpheus_bench.scenario import scenario_from_dict
@@ -143,7 +143,7 @@ def test_bad_input_exits_2_before_any_request(tmp_path: Path, capsys: pytest.Cap
 
 
 async def test_doctor_findings_are_shown_before_the_run(sim_url: str, tmp_path: Path) -> None:
-    from orpheus_bench.client.session import RunHooks
+    from orpheus_bench.client.whole_run import RunHooks
 
     class Collect(RunHooks):
         def __init__(self) -> None:

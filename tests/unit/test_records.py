@@ -75,3 +75,39 @@ def test_no_audio_means_no_rtf() -> None:
     r = make()
     r.pcm_samples = 0
     assert r.rtf is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "outcome", "limit"),
+    [
+        ({"end_of_speech": True, "stop_reason": "limit"}, "complete", None),  # <custom_token_2> was streamed
+        ({"stop_reason": "word"}, "complete", None),  # the stop string (end of speech) matched
+        ({"stop_reason": "eos"}, "complete", None),
+        ({"stop_reason": "stop"}, "complete", None),  # openai finish_reason for both
+        ({"stop_reason": "limit", "truncated": False}, "cut_short", "max_tokens"),
+        ({"stop_reason": "length"}, "cut_short", "max_tokens"),
+        ({"stop_reason": "limit", "truncated": True}, "cut_short", "slot_context"),
+        ({"stop_reason": None}, "cut_short", "no_end_of_speech"),
+    ],
+)
+def test_outcome_complete_or_cut_short(fields: dict[str, object], outcome: str, limit: str | None) -> None:
+    r = make()
+    for name, value in fields.items():
+        setattr(r, name, value)
+    assert r.outcome == outcome and r.cut_limit == limit
+    assert r.complete is (outcome == "complete") and r.cut_short is (outcome == "cut_short")
+
+
+def test_failed_request_is_neither_complete_nor_cut_short() -> None:
+    r = make()
+    r.stop_reason = "word"
+    r.fail(ErrorClass.DISCONNECT, "gone")
+    assert r.outcome == "disconnect" and not r.complete and not r.cut_short and r.cut_limit is None
+
+
+def test_client_bound_is_derived_from_decode_queue_waits() -> None:
+    r = make()
+    assert not r.client_bound
+    r.chunks = [AudioChunk(t_ready_s=1.0, samples=2048, t_tokens_s=0.5, queue_s=0.2, window=i) for i in range(5)]
+    assert r.client_bound  # p90 of the queue waits is 200 ms > 100 ms
+    assert "client_bound" not in json.loads(r.to_json())  # derived, never stored

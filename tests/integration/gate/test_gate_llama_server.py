@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orpheus_bench import cli
-from orpheus_bench.client.session import execute_run
+from orpheus_bench.client.whole_run import execute_run
 from orpheus_bench.gate.decide import Verdict
 from orpheus_bench.gate.engine import evaluate
 from orpheus_bench.gate.rules import rules_from_dict

@@ -17,8 +17,8 @@ from orpheus_bench.capacity.slo import (
     row_statistic,
 )
 from orpheus_bench.errors import ConfigError
+from orpheus_bench.measures.stats import percentile
 from orpheus_bench.records import ErrorClass, RequestRecord, Status
-from orpheus_bench.results.stats import percentile
 
 pytestmark = pytest.mark.unit
 

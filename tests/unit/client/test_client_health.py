@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from record_factory import new_record
 
-from orpheus_bench.client.loop_monitor import decode_backlogged
-from orpheus_bench.client.runner import LevelOutcome, LevelPlan
+from orpheus_bench.levels import LevelOutcome, LevelPlan
 from orpheus_bench.records import AudioChunk, RequestRecord
 
 pytestmark = pytest.mark.unit
@@ -19,9 +18,9 @@ def record(queue_ms: list[float]) -> RequestRecord:
 
 
 def test_record_with_backlogged_decode_is_client_bound() -> None:
-    assert decode_backlogged(record([5, 5, 5, 5, 5, 5, 5, 5, 5, 400, 500]))
-    assert not decode_backlogged(record([5] * 20 + [400]))  # one slow window is not a backlog
-    assert not decode_backlogged(record([]))
+    assert record([5, 5, 5, 5, 5, 5, 5, 5, 5, 400, 500]).client_bound
+    assert not record([5] * 20 + [400]).client_bound  # one slow window is not a backlog
+    assert not record([]).client_bound
 
 
 def test_level_summary_flags_loop_lag_and_decode_queue() -> None:

@@ -128,3 +128,44 @@ def test_stream_ignoring_max_tokens_is_cut_off() -> None:
 
     with pytest.raises(ProtocolError, match="exceeded 20 tokens"):
         pipe.feed_bytes(native_stream(audio_tokens(5)), 0.1)
+
+
+def test_chunks_play_in_stream_order_when_decodes_finish_out_of_order() -> None:
+    # Two decode workers: window 1 finishes (t=0.20) before window 0 (t=0.30). The player cannot start before
+    # window 0 is ready, so TTFA is window 0's ready time and the chunks are in window order.
+    rec = new_record()
+    pipe = RequestPipeline(rec, protocol="native", spec=DecodeSpec.from_preset("reference"))
+    windows = pipe.feed_bytes(native_stream(audio_tokens(5)), 0.1) + pipe.end_of_stream(0.1)
+    assert [w.index for w in windows] == [0, 1]
+    pipe.on_decoded(windows[1], 2048, 0.20, 0.05, 0.0)
+    pipe.on_decoded(windows[0], 2048, 0.30, 0.05, 0.1)
+    pipe.finalize(0.35)
+    assert [c.window for c in rec.chunks] == [0, 1]
+    assert [c.t_ready_s for c in rec.chunks] == [0.30, 0.20]
+    assert rec.ttfa_s == 0.30
+
+
+def test_native_stream_ends_at_its_final_event() -> None:
+    # Audio tokens after `stop: true` are protocol noise: counted, never audio, never a failure.
+    after = b"".join(b"data: " + json.dumps({"content": t, "stop": False}).encode() + b"\n\n" for t in audio_tokens(3))
+    rec = run(native_stream(audio_tokens(5)) + after + b"data: not json\n\n", DecodeSpec.from_preset("reference"))
+    assert rec.ok, rec.error_message
+    assert rec.frames == 5 and rec.audio_tokens == 35
+    assert rec.events_after_final == 3 * 7 + 1
+
+
+def test_openai_chunks_after_finish_reason_bring_timings_not_audio() -> None:
+    parts = [
+        b"data: " + json.dumps({"choices": [{"text": t, "finish_reason": None}]}).encode() + b"\n\n"
+        for t in audio_tokens(5)
+    ]
+    parts.append(b'data: {"choices":[{"text":"","finish_reason":"length"}]}\n\n')
+    late_audio = audio_tokens(1)[0]
+    parts.append(b"data: " + json.dumps({"choices": [{"text": late_audio, "finish_reason": None}]}).encode() + b"\n\n")
+    parts.append(b'data: {"choices":[],"timings":{"prompt_n":9,"prompt_ms":3.5}}\n\n')
+    parts.append(b"data: [DONE]\n\ndata: [DONE]\n\n")
+    rec = run(b"".join(parts), DecodeSpec.from_preset("reference"), protocol="openai")
+    assert rec.ok and rec.frames == 5 and rec.audio_tokens == 35
+    assert rec.timings is not None and rec.timings.prompt_ms == 3.5
+    assert rec.events_after_final == 2  # the late audio chunk and the second [DONE]
+    assert rec.stop_reason == "length"

@@ -36,7 +36,13 @@ def record(
     chunk_list = []
     if ok and ttfa_s is not None:
         chunk_list = [
-            AudioChunk(t_ready_s=ttfa_s + i * gap, samples=SAMPLES_PER_CHUNK, t_tokens_s=ttfa_s + i * gap)
+            AudioChunk(
+                t_ready_s=ttfa_s + i * gap,
+                samples=SAMPLES_PER_CHUNK,
+                t_tokens_s=ttfa_s + i * gap,
+                queue_s=0.5 if client_bound else 0.0,  # waited on the client's decode queue: client-bound
+                window=i,
+            )
             for i in range(chunks)
         ]
     rec = RequestRecord(
@@ -62,7 +68,6 @@ def record(
         invalid_codes=[invalid, 0, 0, 0, 0, 0, 0],
         pcm_samples=SAMPLES_PER_CHUNK * len(chunk_list),
         chunks=chunk_list,
-        client_bound=client_bound,
     )
     if cancelled:
         rec.fail(ErrorClass.CANCELLED, "cancelled", Status.CANCELLED)

@@ -20,7 +20,7 @@ from orpheus_bench.gate.metrics import (
     value_count,
 )
 from orpheus_bench.gate.rules import rules_from_dict
-from orpheus_bench.results.stalls import stall_stats
+from orpheus_bench.measures.playback import stall_stats
 
 pytestmark = pytest.mark.unit
 

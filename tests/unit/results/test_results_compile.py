@@ -108,7 +108,8 @@ def test_client_bound_from_run_json_or_records(make_record) -> None:  # type: ig
     res = compile_records(recs, run_json)
     assert res.level(1).client_bound and res.level(1).client == {"loop_lag_p99_ms": 40.0}
     assert not res.level(4).client_bound
-    recs[1].client_bound = True
+    # A request whose chunks waited past the threshold on the client's decode queue is client-bound itself.
+    recs[1].chunks = [AudioChunk(t_ready_s=0.1, samples=24_000, t_tokens_s=0.0, queue_s=0.5, window=0)]
     res = compile_records(recs, run_json)
     assert res.summary.client_bound_levels == (1, 4)
     assert any(w.startswith("Client-bound at 1 worker, 4 workers") for w in res.warnings)

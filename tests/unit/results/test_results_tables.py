@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orpheus_bench.records import ErrorClass
+from orpheus_bench.records import AudioChunk, ErrorClass
 from orpheus_bench.results.compile import compile_records
 from orpheus_bench.results.tables import (
     console_table,
@@ -26,12 +26,17 @@ from orpheus_bench.results.tables import (
 pytestmark = pytest.mark.unit
 
 
+def backlogged_chunk(t_ready_s: float) -> AudioChunk:
+    return AudioChunk(t_ready_s=t_ready_s, samples=24_000, t_tokens_s=t_ready_s - 0.6, queue_s=0.5, window=0)
+
+
 @pytest.fixture
 def results(make_record):  # type: ignore[no-untyped-def]
     recs = [
         make_record(level=1, seq=0, start=0.0, ttfa=0.15, total=0.5),
         make_record(level=1, seq=1, start=0.5, ttfa=0.25, total=0.5),
-        make_record(level=4, seq=0, start=2.0, ttfa=0.9, total=1.5, client_bound=True),
+        # Its one chunk waited 0.5 s on the decode queue: a client-bound request.
+        make_record(level=4, seq=0, start=2.0, ttfa=0.9, total=1.5, chunks=[backlogged_chunk(0.9)]),
         make_record(level=4, seq=1, start=2.0, total=0.1, error=ErrorClass.TIMEOUT),
     ]
     return compile_records(recs, {"name": "after", "scenario": {"sampling": {"temperature": 0.3}}})

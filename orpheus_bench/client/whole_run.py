@@ -21,13 +21,14 @@ import numpy as np
 
 from orpheus_bench.audio.service import DecodeService
 from orpheus_bench.audio.setup import build_decode_service
-from orpheus_bench.client.runner import LevelOutcome, LevelPlan, SweepRunner, plan_levels
-from orpheus_bench.client.target import Target
+from orpheus_bench.client.runner import SweepRunner
 from orpheus_bench.errors import ConfigError, ServerNotReady
+from orpheus_bench.levels import LevelOutcome, LevelPlan, plan_levels
 from orpheus_bench.records import RequestRecord
 from orpheus_bench.rundir import RunDirectory
 from orpheus_bench.scenario import Scenario
 from orpheus_bench.sinks import Fanout, JsonlSink, RecordSink
+from orpheus_bench.target import Target
 
 
 @dataclass

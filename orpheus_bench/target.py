@@ -122,6 +122,7 @@ class Target:
             scheduled_offset_s=scheduled_offset_s,
             level_label=level_label,
             prompt_chars=len(prompt.text),
+            max_tokens=self.sampling.get("max_tokens"),
         )
 
     def new_pipeline(self, record: RequestRecord) -> RequestPipeline:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from orpheus_bench.measures.playback import simulate_playback, stall_stats
 from orpheus_bench.records import AudioChunk
-from orpheus_bench.results.stalls import simulate_playback, stall_stats
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from orpheus_bench.results.stats import (
+from orpheus_bench.measures.stats import (
     Interval,
     bootstrap_effect,
     percentile,
