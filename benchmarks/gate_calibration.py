@@ -33,8 +33,8 @@ import numpy as np
 
 from orpheus_bench.gate.calibrate import Calibration, calibrate, format_calibration, replay_pairs, replay_run
 from orpheus_bench.gate.engine import GateReport, evaluate_runs, load_run
-from orpheus_bench.gate.metrics import RunData
 from orpheus_bench.gate.rules import GateRules, load_rules
+from orpheus_bench.measures.metrics import RunView
 from orpheus_bench.prompts import builtin
 from orpheus_bench.sim.config import SimConfig
 
@@ -75,11 +75,11 @@ def _config(args: argparse.Namespace) -> SimConfig:
     return SimConfig(token_ms=args.token_ms, audio_frames=args.audio_frames, jitter=args.jitter, slots=args.slots)
 
 
-def _noise(run: RunData) -> dict[str, float]:
+def _noise(run: RunView) -> dict[str, float]:
     """Per-request coefficient of variation of TTFA at each level: how noisy the runs are."""
     out = {}
-    for level, lv in run.levels.items():
-        ttfa = np.array([r.ttfa_s for r in lv.ok_records if r.ttfa_s is not None])
+    for level, table in run.tables.items():
+        ttfa = np.array([r.ttfa_s for r in table.rows if r.ok and r.ttfa_s is not None])
         if ttfa.size > 1:
             out[f"c={level}"] = float(ttfa.std(ddof=1) / ttfa.mean())
     return out
@@ -88,7 +88,7 @@ def _noise(run: RunData) -> dict[str, float]:
 # ---- live mode -------------------------------------------------------------------------------------------
 
 
-async def _live_run(config: SimConfig, args: argparse.Namespace, out: Path) -> RunData:
+async def _live_run(config: SimConfig, args: argparse.Namespace, out: Path) -> RunView:
     from orpheus_bench.client.whole_run import execute_run
     from orpheus_bench.scenario import scenario_from_dict
     from orpheus_bench.sim.app import start_simulator
@@ -109,12 +109,12 @@ async def _live_run(config: SimConfig, args: argparse.Namespace, out: Path) -> R
 
 def live_pairs(
     rules: GateRules, args: argparse.Namespace, workdir: Path
-) -> tuple[dict[float, list[GateReport]], RunData]:
+) -> tuple[dict[float, list[GateReport]], RunView]:
     """Gate reports of live pairs by slowdown (0.0 = A/A), and the first baseline run."""
     base_cfg = _config(args)
     kinds = [0.0, *args.slowdowns]
     reports: dict[float, list[GateReport]] = {s: [] for s in kinds}
-    first: RunData | None = None
+    first: RunView | None = None
     for i in range(args.pairs):
         seed = args.seed * 1_000_003 + i * (len(kinds) + 1)
         baseline = asyncio.run(_live_run(base_cfg.model_copy(update={"seed": seed}), args, workdir / f"{i}-A"))

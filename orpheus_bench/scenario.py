@@ -212,6 +212,13 @@ class Scenario(_Strict):
     max_invalid_code_rate: float = Field(
         0.02, ge=0, le=1, description="A request with more invalid audio codes than this share fails."
     )
+    success: Literal["complete", "audio"] = Field(
+        "complete",
+        description="What counts as a successful request: complete (the utterance ended on its own: end of speech, "
+        "the stop word or end of sequence; a request cut short by max_tokens or the slot's context is a failure) "
+        "or audio (any request that delivered audio: for servers whose model never ends speech; every output "
+        "then says cut-short requests counted as successes).",
+    )
     keep_audio: int = Field(0, ge=0, description="Keep this many sample WAVs per level (needs decoding).")
     scrape_interval_s: float = Field(0.5, gt=0, description="/metrics and /slots sampling interval.")
     gate: str | None = Field(None, description="Gate rules file applied at the end of the run.")

@@ -73,7 +73,9 @@ def build_record(
         return rec
     rec.t_first_pcm_s = ttfa
     rec.pcm_samples = samples
+    if "stop_reason" not in extra_fields:
+        rec.stop_reason = "word"  # a complete utterance unless the test says how it ended
     if chunks is None and ttfa is not None:
-        chunks = [AudioChunk(t_ready_s=ttfa, samples=samples, t_tokens_s=ttfa - 0.01)]
+        chunks = [AudioChunk(t_ready_s=ttfa, samples=samples, t_tokens_s=ttfa - 0.01, window=0)]
     rec.chunks = chunks or []
     return rec

@@ -19,6 +19,7 @@ directory holding a search with a different definition is refused (``--force`` s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -29,12 +30,14 @@ from typing import Any
 from orpheus_bench.capacity.merge import LoadGroup, MeasurementRecords, merge_levels
 from orpheus_bench.capacity.result import CapacityResult, LoadResult, write_result
 from orpheus_bench.capacity.search import CONCURRENCY, Finished, Measure, SearchConfig, next_step
-from orpheus_bench.capacity.slo import DEFAULT_RESAMPLES, Slo, counted_records, evaluate_level
+from orpheus_bench.capacity.slo import DEFAULT_RESAMPLES, Slo, counted_records, evaluate_table
 from orpheus_bench.client.whole_run import RunHooks, execute_run, wait_ready
 from orpheus_bench.errors import ConfigError, ServerError
+from orpheus_bench.measures import metrics
+from orpheus_bench.measures.query import Query
 from orpheus_bench.measures.stats import percentile
+from orpheus_bench.measures.table import MEASUREMENT_KEY, LevelTable, level_tables
 from orpheus_bench.records import RequestRecord, read_records
-from orpheus_bench.results.compile import compile_level
 from orpheus_bench.rundir import REQUESTS_FILE, RunDirectory, read_run_meta
 from orpheus_bench.scenario import Scenario
 
@@ -229,18 +232,16 @@ class _Search:
 
     def load_result(self, group: LoadGroup) -> LoadResult:
         plan = self.plan
-        pooled = [r for m in group.measurements for r in m.records]
-        evaluation = evaluate_level(
-            pooled, plan.slo, confidence=plan.search.confidence, resamples=plan.resamples, seed=plan.seed
+        table = load_table(group, self.plan.scenario.success)
+        evaluation = evaluate_table(
+            table, plan.slo, confidence=plan.search.confidence, resamples=plan.resamples, seed=plan.seed
         )
-        windows = [compile_level(group.level, list(m.records)).window_s for m in group.measurements]
+        windows = [level_tables(list(m.records))[0].window_s if m.records else None for m in group.measurements]
         window = sum(w for w in windows if w) or None
-        counted = counted_records(pooled)
+        counted = counted_records(table.records)
         busy = sum(r.t_end_s for r in counted if r.t_end_s is not None)
         ttfa = [r.ttfa_s * 1000.0 for r in counted if r.ok and r.ttfa_s is not None]
-        client_bound = any(bool(m.info.get("client_bound")) for m in group.measurements) or any(
-            r.client_bound for r in counted
-        )
+        goodput_q = Query("goodput_rps", preroll_ms=plan.slo.preroll_ms, budgets=plan.slo.budgets())
         return LoadResult(
             load=group.load,
             label=group.label,
@@ -250,14 +251,34 @@ class _Search:
             busy_s=busy,
             ttfa_p50_ms=percentile(ttfa, 50),
             ttfa_p95_ms=percentile(ttfa, 95),
-            client_bound=client_bound,
+            client_bound=table.client_bound,
             measurements=tuple(m.directory for m in group.measurements),
+            throughput_rps=metrics.estimate(table, Query("throughput_rps")) if table.n else None,
+            goodput_rps=metrics.estimate(table, goodput_q) if table.n else None,
         )
 
     def result(self, groups: list[LoadGroup], finished: Finished | None) -> CapacityResult:
         levels = tuple(self.load_result(g) for g in groups)
         steps = sum(1 for m in self.state.measurements if m.complete)
         return CapacityResult(self.plan.slo.to_dict(), self.plan.search, levels, finished, steps)
+
+
+def load_table(group: LoadGroup, success: str = "complete") -> LevelTable:
+    """One load's measurements pooled as one level table; each measurement keeps its own clock, so the
+    steady-state throughput rows are found within each measurement (`measures.table.MEASUREMENT_KEY`)."""
+    records = [
+        dataclasses.replace(r, level=group.level, extra={**r.extra, MEASUREMENT_KEY: m.directory})
+        for m in group.measurements
+        for r in m.records
+    ]
+    reasons = sorted({str(x) for m in group.measurements for x in m.info.get("client_bound_reasons") or []})
+    info = {
+        "level": group.level, "label": group.label, "kind": group.kind, "value": group.load,
+        "client_bound": any(bool(m.info.get("client_bound")) for m in group.measurements),
+        "client_bound_reasons": reasons,
+    }  # fmt: skip
+    (table,) = level_tables(records, {"levels": [info], "scenario": {"success": success}})
+    return table
 
 
 def _write_merged(rundir: RunDirectory, search: _Search, groups: list[LoadGroup], result: CapacityResult) -> None:

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from orpheus_bench.errors import ConfigError
+from orpheus_bench.measures.metrics import DEFAULT_MIN_REQUESTS
 
 CONCURRENCY = "concurrency"
 RATE = "rate"
-# The gate's default minimum of requests per level (orpheus_bench.gate.rules.DEFAULT_MIN_REQUESTS); a test
-# keeps the two equal without importing the gate here.
-EDGE_REQUESTS = 30
+# A confident verdict at the edge needs as many requests as a gate check does by default.
+EDGE_REQUESTS = DEFAULT_MIN_REQUESTS
 
 
 @dataclass(frozen=True, slots=True)

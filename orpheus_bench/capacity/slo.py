@@ -1,74 +1,72 @@
-"""Service-level objectives for the capacity search: parsing, per-request verdicts and per-level goodput. Pure.
+"""Service-level objectives for the capacity search: terms of the one rule language, judged per request and level.
 
-An SLO is written as comma-separated terms, ``"ttfa_p95_ms<=500,rtf_p95<1,continuity>=0.99"``. A term names a
-quantity, an optional statistic, a comparison and a threshold:
+An SLO is written as comma-separated terms, ``"ttfa_p95_ms<=500,rtf_p95<1,continuity>=0.99"``, in the rule
+language of `orpheus_bench.measures.query` (the gate's spelling, ``ttfa_ms p95 <= 500``, means the same term).
+Each term is a query of the one metric registry (`orpheus_bench.measures.metrics`) with a bound:
 
-* per-request terms judge one request: ``ttfa_ms<=X`` (time to first audio), ``total_ms<=X``, ``rtf<X``,
-  ``max_stall_ms<=X`` (longest playback stall at the SLO's pre-roll);
+* per-request budgets judge one request: ``ttfa_ms<=X`` (time to first audio), ``total_ms<=X``, ``rtf<X``,
+  ``first_token_ms<=X``, ``max_stall_ms<=X`` (longest playback stall at the SLO's pre-roll);
 * level terms judge a load level: a statistic of a latency (``ttfa_p95_ms``, ``total_p99_ms``, ``rtf_p95``,
-  ``ttfa_mean_ms``, ``rtf_max``; any ``pNN``), or a share: ``goodput``, ``continuity``, ``success_rate``.
+  ``ttfa_mean_ms``, ``rtf_max``; any ``pNN``), or a share: ``goodput``, ``continuity`` (= ``continuity_rate``),
+  ``success_rate``.
 
-Every SLO also judges each request on three implied terms, which together define *goodput*:
+Every SLO also judges each request on implied budgets, which together define *goodput*:
 
-* ``valid_audio``: the request ended ok with no out-of-range audio code;
-* a TTFA budget: the ``ttfa_ms`` term when given, else the threshold of the level TTFA term with the highest
+* ``valid_audio``: the request succeeded (a complete utterance: a request cut short by a length limit does not
+  meet the SLO) with no out-of-range audio code;
+* a TTFA budget: the ``ttfa_ms`` budget when given, else the threshold of the level TTFA term with the highest
   statistic (``ttfa_p95_ms<=500`` means a request that waited more than 500 ms missed its budget);
-* a stall budget: the ``max_stall_ms`` term when given, else ``max_stall_ms<=0`` (no stall at all), played by
+* a stall budget: the ``max_stall_ms`` budget when given, else ``max_stall_ms<=0`` (no stall at all), played by
   the virtual player of `orpheus_bench.measures.playback` at the SLO's pre-roll.
 
-Goodput of a level = the share of its measured requests (warmup and cancelled ones dropped) that met every
-per-request term. Level statistics count *every* measured request: a failed request has no audio, so it sits
-beyond every latency budget (its TTFA, total and RTF are infinite) and is not continuous. ``continuity`` is the
-share of measured requests that played without a stall longer than the stall budget (with the default budget,
-the report's continuity rate at that pre-roll, except that failed requests count against it).
+Goodput of a level = the share of its counted requests (warmup and cancelled ones dropped) that met every budget.
+Level terms count failures the way every rule does (``failed=worst``, `measures.query`): a failed request sits
+beyond every latency bound (+inf) and did not play continuously, so a failure never helps a level pass.
+``continuity`` is the share of counted requests that played without a stall longer than the stall budget.
 
 A level *meets* the SLO when every level term holds on the point estimate. Its *pass share* is the share of
-bootstrap resamples (requests drawn with replacement) in which every level term holds: the confidence that the
-level meets the SLO. Which term failed first is the one furthest beyond its threshold (`TermResult.margin`).
+bootstrap resamples in which every level term holds (all terms are computed on the same resamples, see
+`measures.bootstrap`): the confidence that the level meets the SLO. Which term failed first is the one
+furthest beyond its threshold (`TermResult.margin`).
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from orpheus_bench.errors import ConfigError
-from orpheus_bench.measures.playback import record_playback
+from orpheus_bench.measures import bootstrap, metrics
+from orpheus_bench.measures.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES
+from orpheus_bench.measures.query import WORST, Budget, Query, Term, parse_term
+from orpheus_bench.measures.table import LevelTable, level_tables
 from orpheus_bench.records import RequestRecord, Status
 
 DEFAULT_PREROLL_MS = 250
-DEFAULT_RESAMPLES = 1000
-DEFAULT_CONFIDENCE = 0.95
 
 REQUEST = "request"
 LEVEL = "level"
 UPPER_OPS = ("<=", "<")
 LOWER_OPS = (">=", ">")
-SHARES = ("goodput", "continuity", "success_rate")
+SHARES = ("goodput", "continuity_rate", "success_rate")
+REQUEST_QUANTITIES = ("ttfa_ms", "total_ms", "rtf", "first_token_ms", "max_stall_ms")
 VALID_AUDIO = "valid_audio"
-
-_TERM_RE = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_.]*)\s*(?P<op><=|>=|<|>|==|=)\s*(?P<value>\S+)$")
-_LATENCY_RE = re.compile(r"^(?P<q>ttfa|total|rtf)(?:_(?P<stat>mean|max|p\d+(?:\.\d+)?))?(?P<ms>_ms)?$")
 _HELP = (
-    "known terms: ttfa_ms, total_ms, rtf, max_stall_ms (per request); ttfa_pNN_ms, total_pNN_ms, rtf_pNN, "
-    "*_mean, *_max, goodput, continuity, success_rate (per level)"
+    "known terms: ttfa_ms, total_ms, rtf, first_token_ms, max_stall_ms (per request); ttfa_pNN_ms, total_pNN_ms, "
+    "rtf_pNN, *_mean, *_max (or 'ttfa_ms p95'), goodput, continuity, success_rate (per level)"
 )
-
-# Columns of the per-request matrix the level statistics (and their bootstrap) read.
-_COL = {"ttfa_ms": 0, "total_ms": 1, "rtf": 2, "good": 3, "continuous": 4, "ok": 5}
 
 
 @dataclass(frozen=True, slots=True)
 class SloTerm:
     """One term of an SLO: ``quantity[stat] op threshold``, judged per request or per level."""
 
-    name: str  # as written (canonical spelling): "ttfa_p95_ms", "goodput", "valid_audio"
-    quantity: str  # "ttfa_ms" | "total_ms" | "rtf" | "max_stall_ms" | a share | "valid_audio"
+    name: str  # canonical capacity spelling of the quantity: "ttfa_p95_ms", "goodput", "valid_audio"
+    quantity: str  # the metric ("ttfa_ms", "continuity_rate", ...), "max_stall_ms" or "valid_audio"
     stat: str | None  # "p95", "mean", "max" for level latency terms; None otherwise
     op: str
     threshold: float
@@ -102,6 +100,10 @@ class SloTerm:
             return math.inf if self.upper == (value > 0) else -math.inf
         scale = abs(self.threshold) or 1.0
         return (value - self.threshold) / scale if self.upper else (self.threshold - value) / scale
+
+    def budget(self) -> Budget:
+        """A per-request term as the measures layer's budget."""
+        return Budget(self.quantity, self.op, self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -151,6 +153,18 @@ class Slo:
         """The stall budget (explicit or implied)."""
         return next(t for t in self.terms if t.quantity == "max_stall_ms")
 
+    def budgets(self) -> tuple[Budget, ...]:
+        """The per-request budgets a request must meet besides valid audio."""
+        return tuple(t.budget() for t in self.request_terms if t.quantity != VALID_AUDIO)
+
+    def query(self, term: SloTerm) -> Query:
+        """The measures layer's query of a level term (failures count as the worst value, as in every rule)."""
+        if term.quantity == "goodput":
+            return Query("goodput", preroll_ms=self.preroll_ms, budgets=self.budgets())
+        if term.quantity == "continuity_rate":
+            return Query("continuity_rate", preroll_ms=self.preroll_ms, stall_budget_ms=self.stall_term.threshold)
+        return Query(term.quantity, term.stat, failed=WORST)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (text, pre-roll and every term, implied ones marked)."""
         return {"text": self.text, "preroll_ms": self.preroll_ms, "terms": [t.to_dict() for t in self.terms]}
@@ -160,52 +174,46 @@ def _bad(message: str) -> ConfigError:
     return ConfigError("slo", message)
 
 
-def _parse_number(raw: str, term: str) -> float:
+def _slo_term(raw: str) -> SloTerm:
+    text = raw.strip()
     try:
-        value = float(raw.removesuffix("%"))
-    except ValueError:
-        raise _bad(f"{term!r}: {raw!r} is not a number") from None
-    if not math.isfinite(value):
-        raise _bad(f"{term!r}: the threshold must be a finite number")
-    return value / 100.0 if raw.endswith("%") else value
-
-
-def _parse_term(raw: str) -> SloTerm:
-    m = _TERM_RE.match(raw.strip())
-    if m is None:
-        raise _bad(f"{raw.strip()!r} is not 'name<=value' (operators: <=, <, >=, >)")
-    name, op, value = m.group("name").lower(), m.group("op"), _parse_number(m.group("value"), raw.strip())
-    if op in ("=", "=="):
-        raise _bad(f"{raw.strip()!r}: an SLO bounds a quantity; use <=, <, >= or >")
-    if name in SHARES:
+        term: Term = parse_term(text.replace("==", "=").replace("=", "==") if _bare_equals(text) else text)
+    except ValueError as exc:
+        raise _bad(f"{text!r}: {exc}; {_HELP}") from None
+    q = term.query
+    op = term.op
+    if op in ("==", "!="):
+        raise _bad(f"{text!r}: an SLO bounds a quantity; use <=, <, >= or >")
+    if isinstance(term.threshold, bool):
+        raise _bad(f"{text!r}: the threshold must be a number")
+    value = float(term.threshold)
+    if q.metric in SHARES:
         if op not in LOWER_OPS:
-            raise _bad(f"{name} is a share where higher is better: use >= or >")
+            raise _bad(f"{q.metric} is a share where higher is better: use >= or >")
         if not 0.0 <= value <= 1.0:
-            raise _bad(f"{name} is a share between 0 and 1 (0.99 or 99% for 99 percent), not {value:g}")
-        return SloTerm(name, name, None, op, value, LEVEL)
-    if name == "max_stall_ms":
+            raise _bad(f"{q.metric} is a share between 0 and 1 (0.99 or 99% for 99 percent), not {value:g}")
+        name = "continuity" if q.metric == "continuity_rate" else q.metric
+        return SloTerm(name, q.metric, None, op, value, LEVEL)
+    if q.metric == "max_stall_ms":
         if op not in UPPER_OPS or value < 0:
             raise _bad("max_stall_ms bounds the longest stall from above: use <= or < with a value >= 0")
-        return SloTerm(name, name, None, op, value, REQUEST)
-    lat = _LATENCY_RE.match(name)
-    if lat is None:
-        raise _bad(f"unknown term {name!r}; {_HELP}")
-    q, stat, ms = lat.group("q"), lat.group("stat"), lat.group("ms")
-    if q == "rtf" and ms:
-        raise _bad(f"{name}: RTF has no unit (wall seconds per audio second); write {name.removesuffix('_ms')}")
-    if q != "rtf" and not ms:
-        spelled = f"{q}_{stat}_ms" if stat else f"{q}_ms"
-        raise _bad(f"{name}: say the unit, {spelled}")
-    if stat and stat.startswith("p"):
-        pct = float(stat[1:])
-        if not 0.0 < pct <= 100.0:
-            raise _bad(f"{name}: a percentile must lie in (0, 100]")
+        return SloTerm(q.metric, q.metric, None, op, value, REQUEST)
+    if q.metric not in REQUEST_QUANTITIES:
+        raise _bad(f"unknown term {q.metric!r}; {_HELP}")
     if op not in UPPER_OPS:
-        raise _bad(f"{name} is a latency where lower is better: use <= or <")
+        raise _bad(f"{q.metric} is a latency where lower is better: use <= or <")
     if value <= 0:
-        raise _bad(f"{name}: the threshold must be > 0")
-    quantity = "rtf" if q == "rtf" else f"{q}_ms"
-    return SloTerm(name, quantity, stat, op, value, LEVEL if stat else REQUEST)
+        raise _bad(f"{text}: the threshold must be > 0")
+    if q.stat is None:
+        return SloTerm(q.metric, q.metric, None, op, value, REQUEST)
+    compact = Term(Query(q.metric, q.stat), op, value).compact()
+    name = compact[: len(compact) - len(op) - len(f"{value:g}")]
+    return SloTerm(name, q.metric, q.stat, op, value, LEVEL)
+
+
+def _bare_equals(text: str) -> bool:
+    # "goodput=0.95" is a single "=": say that an SLO needs a bound, rather than "not a number".
+    return "=" in text and not any(op in text for op in ("<=", ">=", "==", "!="))
 
 
 def _stat_rank(stat: str | None) -> float:
@@ -225,7 +233,7 @@ def parse_slo(text: str, *, preroll_ms: int = DEFAULT_PREROLL_MS) -> Slo:
         raise _bad("empty SLO; e.g. 'ttfa_p95_ms<=500,rtf_p95<1,continuity>=0.99'")
     terms: list[SloTerm] = []
     for part in parts:
-        term = _parse_term(part)
+        term = _slo_term(part)
         if any(t.name == term.name for t in terms):
             raise _bad(f"{term.name} is given twice")
         terms.append(term)
@@ -256,33 +264,42 @@ class RequestVerdict:
 
     good: bool
     failed: tuple[str, ...]
-    ttfa_ms: float | None
-    total_ms: float | None
-    rtf: float | None
-    max_stall_ms: float | None  # None when the request has no audio to play
-    continuous: bool  # played without a stall beyond the stall budget
 
     def to_dict(self) -> dict[str, Any]:
         """What the merged records carry in ``extra["slo"]``."""
         return {"good": self.good, "failed": list(self.failed)}
 
 
-def judge_request(record: RequestRecord, slo: Slo) -> RequestVerdict:
-    """Judge one request on every per-request term of ``slo`` (failed requests miss every budget)."""
-    valid = record.ok and record.invalid_code_count == 0
-    ttfa_ms = record.ttfa_s * 1000.0 if valid and record.ttfa_s is not None else None
-    total_ms = record.total_s * 1000.0 if valid and record.total_s is not None else None
-    rtf = record.rtf if valid else None
-    playback = record_playback(record, slo.preroll_ms / 1000.0) if valid else None
-    max_stall_ms = playback.max_stall_s * 1000.0 if playback is not None else (0.0 if valid else None)
-    continuous = valid and slo.stall_term.met(max_stall_ms)
-    values = {"ttfa_ms": ttfa_ms, "total_ms": total_ms, "rtf": rtf, "max_stall_ms": max_stall_ms}
-    failed: list[str] = []
+def _term_misses(table: LevelTable, slo: Slo) -> dict[str, np.ndarray]:
+    """For each per-request term, which counted rows missed it (the same columns as goodput's)."""
+    valid = (table.success > 0) & (table.invalid_codes == 0)
+    out = {VALID_AUDIO: ~valid}
     for term in slo.request_terms:
-        ok = valid if term.quantity == VALID_AUDIO else term.met(values[term.quantity])
-        if not ok:
-            failed.append(term.key)
-    return RequestVerdict(not failed, tuple(failed), ttfa_ms, total_ms, rtf, max_stall_ms, continuous)
+        if term.quantity == VALID_AUDIO:
+            continue
+        met = metrics.good_rows(table, Query("goodput", preroll_ms=slo.preroll_ms, budgets=(term.budget(),))) > 0
+        # good_rows also demands valid audio; a request without it missed every budget, as the SLO says.
+        out[term.key] = ~met
+    return out
+
+
+def judge_rows(table: LevelTable, slo: Slo) -> list[RequestVerdict]:
+    """Every counted request of a level judged on every per-request term, in row order."""
+    misses = _term_misses(table, slo)
+    verdicts = []
+    for i in range(table.n):
+        failed = tuple(key for key, miss in misses.items() if miss[i])
+        verdicts.append(RequestVerdict(not failed, failed))
+    return verdicts
+
+
+def judge_request(record: RequestRecord, slo: Slo) -> RequestVerdict:
+    """One request judged on every per-request term (a cancelled or warmup request meets none)."""
+    probe = replace(record, warmup=False)
+    (table,) = level_tables([probe])
+    if table.n == 0:
+        return RequestVerdict(False, tuple(t.key for t in slo.request_terms))
+    return judge_rows(table, slo)[0]
 
 
 def counted_records(records: Iterable[RequestRecord]) -> list[RequestRecord]:
@@ -290,80 +307,13 @@ def counted_records(records: Iterable[RequestRecord]) -> list[RequestRecord]:
     return [r for r in records if not r.warmup and r.status is not Status.CANCELLED]
 
 
-# ---- level statistics ----------------------------------------------------------------------------------
-
-
-def _matrix(verdicts: Sequence[RequestVerdict]) -> np.ndarray:
-    inf = math.inf
-    rows = [
-        (
-            inf if v.ttfa_ms is None else v.ttfa_ms,
-            inf if v.total_ms is None else v.total_ms,
-            inf if v.rtf is None else v.rtf,
-            1.0 if v.good else 0.0,
-            1.0 if v.continuous else 0.0,
-            0.0 if VALID_AUDIO in v.failed else 1.0,
-        )
-        for v in verdicts
-    ]
-    return np.array(rows, dtype=np.float64).reshape(len(rows), len(_COL))
-
-
-def row_statistic(x: np.ndarray, stat: str) -> np.ndarray:
-    """``stat`` along the last axis of ``x`` where +inf marks a request that missed every budget.
-
-    Percentiles interpolate linearly between closest ranks (as `orpheus_bench.measures.stats` does); a
-    percentile whose rank reaches into the infinite values is infinite. ``x`` must have at least one column.
-    """
-    if stat == "mean":
-        return np.asarray(x.mean(axis=-1))
-    if stat == "max":
-        return np.asarray(x.max(axis=-1))
-    return row_quantile(x, float(stat[1:]))
-
-
-def row_quantile(x: np.ndarray, q: float) -> np.ndarray:
-    """The ``q``-th percentile (0..100) along the last axis, +inf-aware (see `row_statistic`)."""
-    n = x.shape[-1]
-    ordered = np.sort(x, axis=-1)
-    pos = q / 100.0 * (n - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, n - 1)
-    frac = pos - lo
-    v_lo, v_hi = ordered[..., lo], ordered[..., hi]
-    if frac == 0.0:
-        return np.asarray(v_lo)
-    finite = np.isfinite(v_lo) & np.isfinite(v_hi)
-    safe_lo, safe_hi = np.where(finite, v_lo, 0.0), np.where(finite, v_hi, 0.0)
-    return np.where(finite, safe_lo + (safe_hi - safe_lo) * frac, math.inf)
-
-
-def _term_values(term: SloTerm, data: np.ndarray) -> np.ndarray:
-    """The term's statistic for each row of ``data`` shaped ``(B, n, columns)``."""
-    if term.quantity == "goodput":
-        return np.asarray(data[..., _COL["good"]].mean(axis=-1))
-    if term.quantity == "continuity":
-        return np.asarray(data[..., _COL["continuous"]].mean(axis=-1))
-    if term.quantity == "success_rate":
-        return np.asarray(data[..., _COL["ok"]].mean(axis=-1))
-    assert term.stat is not None
-    return row_statistic(data[..., _COL[term.quantity]], term.stat)
-
-
-def _met_array(term: SloTerm, values: np.ndarray) -> np.ndarray:
-    if term.op == "<=":
-        return values <= term.threshold
-    if term.op == "<":
-        return values < term.threshold
-    if term.op == ">=":
-        return values >= term.threshold
-    return values > term.threshold
+# ---- level evaluation ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class TermResult:
-    """A level term's statistic with its bootstrap interval; None stands for "no finite value" (the statistic
-    lands on failed requests, or the level has no request)."""
+    """A level term's statistic with its bootstrap interval; None stands for "no value" (nothing counted);
+    an infinite value says the statistic lands on failed requests."""
 
     key: str
     value: float | None
@@ -374,12 +324,12 @@ class TermResult:
     share_met: float | None  # share of bootstrap resamples in which the term holds
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (an infinite margin becomes None)."""
+        """JSON-ready (an infinite margin or value becomes None)."""
         return {
             "key": self.key,
-            "value": self.value,
-            "low": self.low,
-            "high": self.high,
+            "value": _finite(self.value),
+            "low": _finite(self.low),
+            "high": _finite(self.high),
             "met": self.met,
             "margin": self.margin if math.isfinite(self.margin) else None,
             "share_met": self.share_met,
@@ -404,8 +354,8 @@ def _opt(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,7 +363,7 @@ class LevelEvaluation:
     """A load level judged on an SLO (see the module docstring)."""
 
     n: int  # measured requests that count (warmup and cancelled dropped)
-    ok: int
+    ok: int  # requests with valid audio (a complete utterance, no invalid code)
     good: int
     request_failures: dict[str, int]  # per-request term key -> requests that missed it
     terms: tuple[TermResult, ...]  # one per level term, in SLO order
@@ -472,6 +422,55 @@ class LevelEvaluation:
         )
 
 
+def _met_array(term: SloTerm, values: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        if term.op == "<=":
+            return values <= term.threshold
+        if term.op == "<":
+            return values < term.threshold
+        if term.op == ">=":
+            return values >= term.threshold
+        return values > term.threshold
+
+
+def evaluate_table(
+    table: LevelTable,
+    slo: Slo,
+    *,
+    confidence: float = DEFAULT_CONFIDENCE,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> LevelEvaluation:
+    """Judge one level's table on ``slo``: the same estimates and intervals a gate rule of the same words gets."""
+    misses = _term_misses(table, slo)
+    failures = {t.key: int(misses[t.key].sum()) for t in slo.request_terms}
+    n = table.n
+    ok = n - failures[VALID_AUDIO]
+    good = n - int(np.any(np.stack(list(misses.values())), axis=0).sum()) if n else 0
+    if n == 0:
+        terms = tuple(TermResult(t.key, None, None, None, False, math.inf, None) for t in slo.level_terms)
+        return LevelEvaluation(0, 0, 0, failures, terms, False, None, resamples, confidence)
+    level_seed = bootstrap.level_seed(seed, table.level)
+    all_met = np.ones(resamples, dtype=bool)
+    results: list[TermResult] = []
+    for term in slo.level_terms:
+        q = slo.query(term)
+        matrix, stat = metrics.inputs(table, q)
+        value = float(bootstrap.point(matrix, stat))
+        low = high = share = None
+        if resamples > 0:
+            draws = bootstrap.draws(matrix, stat, n_resamples=resamples, seed=level_seed)
+            met = _met_array(term, draws)
+            all_met &= met
+            share = float(met.mean())
+            low, high = bootstrap.percentile_interval(draws, confidence)
+        shown = None if math.isnan(value) else value
+        results.append(TermResult(term.key, shown, low, high, term.met(shown), term.margin(shown), share))
+    meets = all(t.met for t in results)
+    pass_share = float(all_met.mean()) if resamples > 0 else None
+    return LevelEvaluation(n, ok, good, failures, tuple(results), meets, pass_share, resamples, confidence)
+
+
 def evaluate_level(
     records: Iterable[RequestRecord],
     slo: Slo,
@@ -479,41 +478,26 @@ def evaluate_level(
     confidence: float = DEFAULT_CONFIDENCE,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    level: int | None = None,
+    run_json: dict[str, Any] | None = None,
 ) -> LevelEvaluation:
-    """Judge the records of one load level on ``slo`` (warmup and cancelled records are dropped here).
+    """Judge the records of one load level on ``slo`` (warmup and cancelled records are dropped).
 
-    Intervals are two-sided percentile-bootstrap intervals at ``confidence``; the resamples use ``seed``, so
-    the same records always give the same evaluation.
+    Intervals are two-sided percentile-bootstrap intervals at ``confidence``; the resamples depend on ``seed``
+    and the level number, so the same records always give the same evaluation.
     """
-    verdicts = [judge_request(r, slo) for r in counted_records(records)]
-    n = len(verdicts)
-    failures = {t.key: sum(1 for v in verdicts if t.key in v.failed) for t in slo.request_terms}
-    good = sum(1 for v in verdicts if v.good)
-    ok = sum(1 for v in verdicts if VALID_AUDIO not in v.failed)
-    if n == 0:
+    recs = list(records)
+    if level is not None:
+        recs = [replace(r, level=level) for r in recs]
+    elif len({r.level for r in recs}) > 1:
+        first = recs[0].level
+        recs = [replace(r, level=first) for r in recs]
+    tables = level_tables(recs, run_json or {})
+    if not tables:
         terms = tuple(TermResult(t.key, None, None, None, False, math.inf, None) for t in slo.level_terms)
+        failures = {t.key: 0 for t in slo.request_terms}
         return LevelEvaluation(0, 0, 0, failures, terms, False, None, resamples, confidence)
-    matrix = _matrix(verdicts)
-    rng = np.random.default_rng(seed)
-    boot = matrix[rng.integers(0, n, size=(resamples, n))] if resamples > 0 else None
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    results: list[TermResult] = []
-    all_met = np.ones(resamples, dtype=bool)
-    for term in slo.level_terms:
-        value = float(_term_values(term, matrix[None])[0])
-        low = high = share = None
-        if boot is not None:
-            draws = _term_values(term, boot)
-            met = _met_array(term, draws)
-            all_met &= met
-            share = float(met.mean())
-            low = _finite(float(row_quantile(draws, tail)))
-            high = _finite(float(row_quantile(draws, 100.0 - tail)))
-        finite = _finite(value)
-        results.append(TermResult(term.key, finite, low, high, term.met(value), term.margin(value), share))
-    meets = all(t.met for t in results)
-    pass_share = float(all_met.mean()) if resamples > 0 else None
-    return LevelEvaluation(n, ok, good, failures, tuple(results), meets, pass_share, resamples, confidence)
+    return evaluate_table(tables[0], slo, confidence=confidence, resamples=resamples, seed=seed)
 
 
 __all__ = [
@@ -530,8 +514,8 @@ __all__ = [
     "TermResult",
     "counted_records",
     "evaluate_level",
+    "evaluate_table",
     "judge_request",
+    "judge_rows",
     "parse_slo",
-    "row_quantile",
-    "row_statistic",
 ]

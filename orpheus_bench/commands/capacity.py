@@ -165,7 +165,7 @@ def print_result(result: CapacityResult, console: Any) -> None:
     """The answer, the per-load table and the warnings."""
     from rich.text import Text
 
-    from orpheus_bench.capacity.report import answer_table, levels_table
+    from orpheus_bench.report.capacity import answer_table, levels_table
     from orpheus_bench.report.console import print_warnings, to_rich
 
     console.print(to_rich(levels_table(result)))

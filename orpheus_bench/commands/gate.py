@@ -32,14 +32,14 @@ def register(sub: Any) -> None:
 
 
 def _help_rules() -> int:
-    from orpheus_bench.gate.metrics import get_metric, metric_names
     from orpheus_bench.gate.rules import describe_rule_fields
+    from orpheus_bench.measures.metrics import get, names
 
     for name, default, desc in describe_rule_fields():
         print(f"{name:28} {default:12} {desc}")
     print("\nmetrics:")
-    for name in metric_names():
-        spec = get_metric(name)
+    for name in names():
+        spec = get(name)
         extra = " (needs preroll_ms)" if spec.needs_preroll else ""
         better = f", {spec.better} is better" if spec.better else ""
         print(f"  {name:20} {spec.scope:8} {spec.unit:6} {spec.description}{extra}{better}")

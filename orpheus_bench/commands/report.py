@@ -20,12 +20,13 @@ from typing import Any
 from rich.console import Console
 
 from orpheus_bench.errors import ConfigError
-from orpheus_bench.measures.stats import DEFAULT_RESAMPLES
+from orpheus_bench.measures.bootstrap import DEFAULT_RESAMPLES
 from orpheus_bench.report.console import print_warnings, render_console_comparison, to_rich
+from orpheus_bench.report.format import DEFAULT_TTFA_TARGET_MS
+from orpheus_bench.report.tables import throughput_table, ttfa_table
 from orpheus_bench.results.compare import Comparison, compare
 from orpheus_bench.results.compile import compile_run
 from orpheus_bench.results.model import RunResults
-from orpheus_bench.results.tables import DEFAULT_TTFA_TARGET_MS, throughput_table, ttfa_table
 
 
 def register(subparsers: Any) -> None:

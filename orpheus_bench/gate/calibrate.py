@@ -2,10 +2,11 @@
 
 Two sources of runs, both driven by the simulator's timing model (`orpheus_bench.sim.timing`):
 
-- *replay* (here, pure and fast): a discrete-event closed loop over `SlotPool` and `TimingModel` with the
-  simulator's per-request lognormal jitter, producing the `RequestRecord`s a streaming client with the
-  reference 28-token first window would write (decode off: PCM credited when a window's tokens are in). It
-  leaves out network and event-loop noise, and runs thousands of pairs a minute;
+- *replay* (here, pure and fast): a closed loop run through the simulator's own discrete-event model
+  (`sim.timing.simulate_schedule`: slots, FIFO queue, prefill, per-token cost, cold start and per-request
+  lognormal jitter), producing the `RequestRecord`s a streaming client with the reference 28-token first window
+  would write (decode off: PCM credited when a window's tokens are in). It leaves out network and event-loop
+  noise, and runs thousands of pairs a minute;
 - *live* (``benchmarks/gate_calibration.py --mode live``): the real runner against the real simulator over
   HTTP, slower, for checking that replay rates hold end to end.
 
@@ -16,21 +17,20 @@ fails; the detection rate the share of A/B pairs it fails; both come with Wilson
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from orpheus_bench.core.prompt import format_prompt
 from orpheus_bench.gate.decide import Verdict, decide_relative
 from orpheus_bench.gate.engine import GateReport, RuleResult, evaluate_runs, run_from_records
-from orpheus_bench.gate.metrics import RunData
 from orpheus_bench.gate.rules import GateRules
-from orpheus_bench.measures.stats import Interval
+from orpheus_bench.measures.bootstrap import Interval
+from orpheus_bench.measures.metrics import RunView
 from orpheus_bench.records import AudioChunk, RequestRecord
 from orpheus_bench.sim.config import SimConfig
-from orpheus_bench.sim.timing import SlotPool, cached_prompt_tokens, estimate_prompt_tokens, jitter_rng
+from orpheus_bench.sim.timing import Arrival, estimate_prompt_tokens, simulate_schedule
 
 FRAME_TOKENS = 7
 FIRST_WINDOW_FRAMES = 4  # the reference decode window: PCM starts once 4 frames (28 tokens) are in
@@ -69,16 +69,6 @@ class Rate:
 # ---- replayed runs ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Request:
-    worker: int
-    sent: float
-    prompt: str
-    text: str
-    rng: random.Random | None = None
-    steps: list[float] = field(default_factory=list)
-
-
 def _record(
     *,
     level: int,
@@ -96,10 +86,9 @@ def _record(
     first_window = FIRST_WINDOW_FRAMES * FRAME_TOKENS
     chunks = []
     # Reference window: the first chunk once 4 frames are in, then one frame's samples per new frame.
-    for frame in range(FIRST_WINDOW_FRAMES, frames + 1):
+    for window, frame in enumerate(range(FIRST_WINDOW_FRAMES, frames + 1)):
         t = rel[frame * FRAME_TOKENS - 1]
-        samples = SAMPLES_PER_FRAME
-        chunks.append(AudioChunk(t_ready_s=t, samples=samples, t_tokens_s=t))
+        chunks.append(AudioChunk(t_ready_s=t, samples=SAMPLES_PER_FRAME, t_tokens_s=t, window=window))
     return RequestRecord(
         request_id=f"r{level}-{seq}",
         level=level,
@@ -147,72 +136,42 @@ def replay_level(
     load_seed: int = 0,
     voice: str | None = "tara",
 ) -> list[RequestRecord]:
-    """Closed loop of ``level`` workers against the timing model: ``level`` warmups then ``requests`` measured.
+    """Closed loop of ``level`` workers against the simulator's timing model (`sim.timing.simulate_schedule`):
+    ``level`` warmups then ``requests`` measured, each worker sending its next request when its last one ends.
 
-    Request number ``first_request_number + i`` (the i-th sent) draws the simulator's jitter of that number,
-    as the live server numbers requests in arrival order.
+    Request number ``first_request_number + i`` (the i-th sent) draws the simulator's jitter of that number and
+    request number 1 pays the cold start, as the live server numbers requests in arrival order.
     """
-    model = config.timing()
-    pool = SlotPool(config.slots, config.slot_prompt_similarity)
     order = list(prompts)
     random.Random(load_seed).shuffle(order)
     total = requests + (level if warmup else 0)
     audio_tokens = FRAME_TOKENS * config.audio_frames
-    n_steps = audio_tokens + 1  # the end-of-speech stop word costs a step and is not streamed
-    events: list[tuple[float, int, int, int]] = []  # (time, order, kind, ticket): 0 send, 1 step
-    counter = 0
-    sent_count = 0
-    tickets: dict[int, _Request] = {}
-    records: list[RequestRecord] = []
+    steps = audio_tokens + 1  # the end-of-speech stop word costs a step and is not streamed
+    texts: list[str] = []
+    workers: list[int] = []
 
-    def push(t: float, kind: int, ticket: int) -> None:
-        nonlocal counter
-        heapq.heappush(events, (t, counter, kind, ticket))
-        counter += 1
+    def arrival(worker: int, t: float) -> Arrival | None:
+        seq = len(texts)
+        if seq >= total:
+            return None
+        texts.append(order[seq % len(order)])
+        workers.append(worker)
+        prompt = format_prompt(texts[-1], voice)
+        return Arrival(t, estimate_prompt_tokens(prompt), steps, prompt)
 
-    def send(worker: int, t: float) -> None:
-        nonlocal sent_count
-        if sent_count >= total:
-            return
-        seq = sent_count
-        sent_count += 1
-        text = order[seq % len(order)]
-        prompt = format_prompt(text, voice)
-        tickets[seq] = _Request(worker, t, prompt, text)
-        adm = pool.submit(seq, prompt)
-        if adm is not None:
-            start(adm.ticket, adm.cached_prompt, t)
-
-    def start(ticket: int, cached_prompt: str, t: float) -> None:
-        req = tickets[ticket]
-        req.rng = jitter_rng(config.seed, first_request_number + ticket)
-        cached = cached_prompt_tokens(cached_prompt, req.prompt)
-        prefill = model.prefill_s(estimate_prompt_tokens(req.prompt) - cached) * model.jitter_factor(req.rng)
-        push(t + prefill, 1, ticket)
-
-    for worker in range(level):
-        send(worker, start_s)
-    while events:
-        t, _, _, ticket = heapq.heappop(events)
-        req = tickets[ticket]
-        req.steps.append(t)
-        if len(req.steps) < n_steps:
-            assert req.rng is not None
-            push(t + model.token_s(pool.busy) * model.jitter_factor(req.rng), 1, ticket)
-            continue
-        records.append(
-            _record(
-                level=level, seq=ticket, worker=req.worker, warmup=warmup and ticket < level,
-                prompt=req.text, sent=req.sent, steps=req.steps,
-                audio_tokens=audio_tokens, prompt_id=f"p{ticket % len(order)}",
-            )
+    first = [a for w in range(min(level, total)) if (a := arrival(w, start_s)) is not None]
+    schedule = simulate_schedule(
+        config.timing(), config.slots, first, seed=config.seed, similarity=config.slot_prompt_similarity,
+        next_arrival=lambda index, t: arrival(workers[index], t), first_request_number=first_request_number,
+    )  # fmt: skip
+    records = []
+    for s in sorted(schedule, key=lambda s: s.t_end_s):
+        record = _record(
+            level=level, seq=s.index, worker=workers[s.index], warmup=warmup and s.index < level,
+            prompt=texts[s.index], sent=s.t_arrival_s, steps=s.step_times_s,
+            audio_tokens=audio_tokens, prompt_id=f"p{s.index % len(order)}",
         )  # fmt: skip
-        worker = req.worker
-        slot = next(s for s in range(pool.n_slots) if pool.slot_ticket(s) == ticket)
-        nxt = pool.release(slot)
-        if nxt is not None:
-            start(nxt.ticket, nxt.cached_prompt, t)
-        send(worker, t)
+        records.append(record)
     return records
 
 
@@ -224,7 +183,7 @@ def replay_run(
     requests: int,
     name: str = "replay",
     load_seed: int = 0,
-) -> RunData:
+) -> RunView:
     """A whole closed-loop sweep replayed level after level, as a complete run."""
     records: list[RequestRecord] = []
     level_info = []

@@ -23,9 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-import numpy as np
-
-from orpheus_bench.measures.stats import GroupStatistic, Interval, bootstrap_effect
+from orpheus_bench.measures.bootstrap import Interval
 
 
 class Verdict(str, Enum):
@@ -127,44 +125,3 @@ def decide_relative_estimate(estimate: float, better: str, kind: str, tolerance:
     if satisfies(estimate, op, limit):
         return Decision(Verdict.PASS, "no interval for a run metric: decided on the estimate")
     return Decision(Verdict.FAIL, "beyond tolerance (no interval for a run metric: decided on the estimate)")
-
-
-def _zero(groups: object) -> np.ndarray:
-    assert isinstance(groups, list | tuple)
-    return np.zeros(groups[0].shape[0])
-
-
-def bootstrap_interval(
-    values: np.ndarray, statistic: GroupStatistic, *, n_resamples: int, confidence: float, seed: int
-) -> Interval:
-    """A percentile-bootstrap interval of one run's statistic (``stats.bootstrap_effect`` compares two runs).
-
-    Implemented as the difference ``statistic(values) - 0`` so that it shares resampling and interval code.
-    """
-    return bootstrap_effect(
-        [values], [values], statistic, statistic_b=_zero, kind="difference",
-        n_resamples=n_resamples, confidence=confidence, seed=seed,
-    )  # fmt: skip
-
-
-def bootstrap_relative(
-    candidate: np.ndarray,
-    candidate_stat: GroupStatistic,
-    baseline: np.ndarray,
-    baseline_stat: GroupStatistic,
-    *,
-    kind: str,
-    n_resamples: int,
-    confidence: float,
-    seed: int,
-) -> Interval:
-    """``candidate / baseline`` (or ``-``) of one level's statistic with its bootstrap interval."""
-    return bootstrap_effect(
-        [candidate], [baseline], candidate_stat, statistic_b=baseline_stat, kind=kind,
-        n_resamples=n_resamples, confidence=confidence, seed=seed,
-    )  # fmt: skip
-
-
-def check_seed(seed: int, *parts: int) -> int:
-    """A seed per check derived from the gate's seed, so checks draw independent but repeatable resamples."""
-    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])

@@ -1,14 +1,19 @@
 """The gate engine: load runs, evaluate every rule at every level it names, produce a `GateReport`.
 
 Reading is the only I/O here (`load_run`); `evaluate_runs` is pure over loaded runs, so the calibration
-benchmark and tests can evaluate records that never touched a disk. Input problems never raise: a missing run,
-a missing or empty level, or relative rules without a baseline become ERROR checks (exit code 2), so CI still
+benchmark and tests can evaluate records that never touched a disk. Every number comes from the measures layer
+(`orpheus_bench.measures.metrics`: the same estimate, count and bootstrap interval the report and the
+capacity search get for the same query at the same level). Input problems never raise: a missing run, a
+missing or empty level, or relative rules without a baseline become ERROR checks (exit code 2), so CI still
 gets its JUnit and Markdown files. Bad rules raise `ConfigError` earlier, in `load_rules`.
 
 Policies (docs/gates.md):
 
-- warmup requests are excluded everywhere (``record.warmup``);
-- a check at a level where the client was the bottleneck fails with the runner's reasons, unless
+- warmup requests are excluded everywhere (``record.warmup``); cancelled ones do not count;
+- a failed request (an error, or an utterance cut short by a length limit) counts as the worst value in a
+  per-request statistic or a stall share unless the rule says ``failed: exclude`` (each rule's output says
+  which);
+- a check at a level where the client was the bottleneck fails with the reasons, unless
   ``settings.allow_client_bound``;
 - a check resting on fewer values than it needs (``min_requests``, and ``min_tail`` beyond a percentile) fails
   with the count, rather than pass on a number that could be noise;
@@ -19,106 +24,42 @@ Policies (docs/gates.md):
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from orpheus_bench.gate.decide import (
     Decision,
     Verdict,
-    bootstrap_interval,
-    bootstrap_relative,
-    check_seed,
     decide_absolute,
     decide_relative,
     decide_relative_estimate,
     relative_limit,
-    worst,
 )
-from orpheus_bench.gate.metrics import (
-    LevelData,
-    MetricQuery,
-    MetricSpec,
-    RunData,
-    bootstrap_inputs,
-    get_metric,
-    level_estimate,
-    required_requests,
-    value_count,
-)
+from orpheus_bench.gate.model import EXIT_FAIL, EXIT_PASS, EXIT_UNUSABLE, Check, GateReport, RuleResult
 from orpheus_bench.gate.rules import AbsoluteRule, GateRules, GateSettings, RelativeRule
+from orpheus_bench.measures import metrics
+from orpheus_bench.measures.metrics import Metric, RunView
+from orpheus_bench.measures.query import Query
+from orpheus_bench.measures.table import LevelTable, level_tables
 from orpheus_bench.records import RequestRecord, read_records
-from orpheus_bench.results.compile import compile_records, load_run_json
+from orpheus_bench.results.meta import load_run_json
 
-EXIT_PASS = 0
-EXIT_FAIL = 1
-EXIT_UNUSABLE = 2
-
-
-@dataclass(frozen=True)
-class Check:
-    """One rule at one level (or once for the run)."""
-
-    subject: str  # level label ("c=4"), "run", or the run's role ("candidate")
-    level: int | None
-    verdict: Verdict
-    reason: str = ""
-    estimate: float | None = None
-    low: float | None = None
-    high: float | None = None
-    n: int | None = None
-    n_baseline: int | None = None
-    limit: float | None = None  # threshold (absolute) or the worst acceptable ratio/difference (relative)
-    decided: bool = False  # the verdict came from comparing the estimate/interval with the limit (no precondition)
-
-
-@dataclass(frozen=True)
-class RuleResult:
-    """A rule and its checks; ``compare`` is "value" (absolute), "ratio" or "difference" (relative)."""
-
-    title: str
-    kind: str  # "absolute" | "relative" | "run"
-    metric: str
-    unit: str
-    op: str
-    compare: str
-    confidence: float | None
-    checks: tuple[Check, ...]
-
-    @property
-    def verdict(self) -> Verdict:
-        """The worst verdict of its checks."""
-        return worst([c.verdict for c in self.checks]) if self.checks else Verdict.ERROR
-
-
-@dataclass(frozen=True)
-class GateReport:
-    """Every rule's result for one candidate (and baseline)."""
-
-    candidate: str
-    baseline: str | None
-    description: str | None
-    rules: tuple[RuleResult, ...]
-    settings: GateSettings
-    seed: int
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def verdict(self) -> Verdict:
-        """The worst rule verdict."""
-        return worst([r.verdict for r in self.rules])
-
-    @property
-    def exit_code(self) -> int:
-        """0 pass (warnings and skips included), 1 a rule failed, 2 the input is unusable."""
-        v = self.verdict
-        return EXIT_UNUSABLE if v is Verdict.ERROR else EXIT_FAIL if v is Verdict.FAIL else EXIT_PASS
-
-    def count(self, verdict: Verdict) -> int:
-        """Rules with this verdict."""
-        return sum(1 for r in self.rules if r.verdict is verdict)
+__all__ = [
+    "EXIT_FAIL",
+    "EXIT_PASS",
+    "EXIT_UNUSABLE",
+    "Check",
+    "GateReport",
+    "RuleResult",
+    "RunUnusable",
+    "evaluate",
+    "evaluate_and_print",
+    "evaluate_runs",
+    "load_run",
+    "run_from_records",
+]
 
 
 class RunUnusable(Exception):
@@ -134,26 +75,14 @@ def run_from_records(
     *,
     name: str = "run",
     path: Path | None = None,
-) -> RunData:
-    """Build a `RunData` from records in memory (the pure part of `load_run`)."""
+) -> RunView:
+    """A run's level tables from records in memory (the pure part of `load_run`)."""
     run_json = run_json or {}
-    results = compile_records(records, run_json, run_dir=path or ".")
-    infos = {
-        e["level"]: e for e in run_json.get("levels") or [] if isinstance(e, dict) and isinstance(e.get("level"), int)
-    }
-    grouped: dict[int, list[RequestRecord]] = defaultdict(list)
-    for r in records:
-        if not r.warmup:
-            grouped[r.level].append(r)
-    levels = {}
-    for lv in results.levels:
-        info = infos.get(lv.level, {})
-        raw = info.get("label") or next((r.level_label for r in grouped[lv.level] if r.level_label), None)
-        levels[lv.level] = LevelData(lv.level, str(raw or f"c={lv.level}"), lv, tuple(grouped[lv.level]), info)
-    return RunData(name=name, path=path, run_json=run_json, results=results, levels=levels)
+    tables = {t.level: t for t in level_tables(records, run_json)}
+    return RunView(name=name, path=path, tables=tables, run_json=run_json)
 
 
-def load_run(path: str | Path) -> RunData:
+def load_run(path: str | Path) -> RunView:
     """Read a run directory; `RunUnusable` when it is missing or holds no request records."""
     p = Path(path)
     requests = p / "requests.jsonl"
@@ -171,37 +100,37 @@ def load_run(path: str | Path) -> RunData:
 # ---- level selection -------------------------------------------------------------------------------------
 
 
-def _select_levels(run: RunData, level: int | str | None) -> list[LevelData] | str:
+def _select_levels(run: RunView, level: int | str | None) -> list[LevelTable] | str:
     """The levels a rule names, or the reason none can be found."""
-    if not run.levels:
+    if not run.tables:
         return f"{run.name} has no levels"
     if level is None:
-        return [run.levels[k] for k in sorted(run.levels)]
+        return [run.tables[k] for k in sorted(run.tables)]
     if level == "top":
-        return [run.levels[max(run.levels)]]
+        return [run.tables[max(run.tables)]]
     if isinstance(level, int):
-        return [run.levels[level]] if level in run.levels else f"{run.name} has no level {level}"
-    for lv in run.levels.values():
-        if level in (lv.label, lv.result.label):
-            return [lv]
-    known = ", ".join(lv.label for lv in run.levels.values())
+        return [run.tables[level]] if level in run.tables else f"{run.name} has no level {level}"
+    for t in run.tables.values():
+        if level == t.label or level.rstrip("/s") == t.label.rstrip("/s"):
+            return [t]
+    known = ", ".join(t.label for t in run.tables.values())
     return f"{run.name} has no level {level!r} (levels: {known})"
 
 
-def _usable(lv: LevelData, role: str) -> str | None:
-    if lv.result.n == 0:
-        return f"{role} level {lv.label} has no measured requests (empty level)"
+def _usable(t: LevelTable, role: str) -> str | None:
+    if t.n == 0:
+        return f"{role} level {t.label} has no measured requests (empty level)"
     return None
 
 
-def _client_bound(lv: LevelData, role: str, settings: GateSettings) -> str | None:
-    if not lv.result.client_bound or settings.allow_client_bound:
+def _client_bound(t: LevelTable, role: str, settings: GateSettings) -> str | None:
+    if not t.client_bound or settings.allow_client_bound:
         return None
-    reasons = "; ".join(lv.client_bound_reasons) or "marked client-bound"
-    return f"{role} level {lv.label} is client-bound ({reasons}): its numbers understate the server"
+    reasons = "; ".join(t.client_bound_reasons)
+    return f"{role} level {t.label} is client-bound ({reasons}): its numbers understate the server"
 
 
-def _too_few(n: int, needed: int, role: str, q: MetricQuery) -> str | None:
+def _too_few(n: int, needed: int, role: str, q: Query) -> str | None:
     if n >= needed:
         return None
     what = f" for {q.stat}" if q.stat else ""
@@ -209,47 +138,51 @@ def _too_few(n: int, needed: int, role: str, q: MetricQuery) -> str | None:
 
 
 def _needed(rule: AbsoluteRule | RelativeRule, settings: GateSettings) -> int:
-    return required_requests(rule.stat, rule.min_requests or settings.min_requests, settings.min_tail)
+    return metrics.required_requests(rule.stat, rule.min_requests or settings.min_requests, settings.min_tail)
+
+
+def _failed_as(spec: Metric, q: Query) -> str | None:
+    per_request = spec.scope == "request" or spec.name in ("stall_rate", "continuity_rate")
+    return q.failed if per_request else None
 
 
 # ---- absolute rules --------------------------------------------------------------------------------------
 
 
-def _absolute_check(rule: AbsoluteRule, spec: MetricSpec, lv: LevelData, settings: GateSettings, seed: int) -> Check:
-    q = MetricQuery(rule.stat, rule.preroll_ms)
+def _absolute_check(rule: AbsoluteRule, spec: Metric, t: LevelTable, settings: GateSettings) -> Check:
+    q = rule.query()
     threshold = float(rule.threshold)
-    check = Check(lv.label, lv.level, Verdict.PASS, limit=threshold)
-    unusable = _usable(lv, "candidate")
+    check = Check(t.label, t.level, Verdict.PASS, limit=threshold)
+    unusable = _usable(t, "candidate")
     if unusable:
         return replace(check, verdict=Verdict.ERROR, reason=unusable)
-    estimate = level_estimate(spec, lv, q)
-    n = value_count(spec, lv, q)
-    interval = None
-    if spec.has_interval and estimate is not None and n > 1:
-        values, stat = bootstrap_inputs(spec, lv, q)
-        interval = bootstrap_interval(
-            values, stat, n_resamples=settings.resamples, confidence=settings.confidence, seed=seed
-        )
-    check = replace(
-        check, estimate=estimate, n=n, low=interval.low if interval else None, high=interval.high if interval else None
-    )
-    problem = None if spec.name == "client_bound" else _client_bound(lv, "candidate", settings)
+    n = metrics.count(t, q)
+    if spec.has_interval and n > 1:
+        iv = metrics.interval(t, q, n_resamples=settings.resamples, confidence=settings.confidence, seed=settings.seed)
+        estimate, low, high = iv.estimate, iv.low, iv.high
+        interval = iv
+    else:
+        estimate, low, high, interval = metrics.estimate(t, q), None, None, None
+    check = replace(check, estimate=estimate, n=n, low=low, high=high)
+    problem = None if spec.name == "client_bound" else _client_bound(t, "candidate", settings)
     problem = problem or _too_few(n, _needed(rule, settings), "candidate", q)
     if problem:
         return replace(check, verdict=Verdict.FAIL, reason=problem)
     if estimate is None:
-        return replace(check, verdict=Verdict.FAIL, reason="no value (no successful request carries it)")
+        return replace(check, verdict=Verdict.FAIL, reason="no value (no counted request carries it)")
     d = decide_absolute(estimate, rule.op, threshold, interval=interval, mode=rule.decide)
     reason = d.reason
+    if math.isinf(estimate) and d.verdict is Verdict.FAIL:
+        reason = "the statistic lands on failed requests, which count as the worst value (failed: worst)"
     if spec.boolean and d.verdict is Verdict.FAIL:
         reason = f"{str(bool(estimate)).lower()} is not {rule.op} {str(rule.threshold).lower()}"
-        if spec.name == "client_bound" and lv.client_bound_reasons:
-            reason += f" ({'; '.join(lv.client_bound_reasons)})"
+        if spec.name == "client_bound" and t.client_bound_reasons:
+            reason += f" ({'; '.join(t.client_bound_reasons)})"
     return replace(check, verdict=d.verdict, reason=reason, decided=True)
 
 
-def _absolute(rule: AbsoluteRule, index: int, candidate: RunData, settings: GateSettings) -> RuleResult:
-    spec = get_metric(rule.metric)
+def _absolute(rule: AbsoluteRule, candidate: RunView, settings: GateSettings) -> RuleResult:
+    spec = metrics.get(rule.metric)
     checks: list[Check]
     if spec.scope == "run":
         assert spec.run_value is not None
@@ -265,13 +198,11 @@ def _absolute(rule: AbsoluteRule, index: int, candidate: RunData, settings: Gate
         if isinstance(levels, str):
             checks = [Check(str(rule.level), None, Verdict.ERROR, levels)]
         else:
-            checks = [
-                _absolute_check(rule, spec, lv, settings, check_seed(settings.seed, 0, index, lv.level))
-                for lv in levels
-            ]
+            checks = [_absolute_check(rule, spec, t, settings) for t in levels]
     return RuleResult(
         rule.title(), "absolute", rule.metric, spec.unit, rule.op, "value",
         settings.confidence if rule.decide != "estimate" else None, tuple(checks),
+        failed_as=_failed_as(spec, rule.query()),
     )  # fmt: skip
 
 
@@ -279,22 +210,20 @@ def _absolute(rule: AbsoluteRule, index: int, candidate: RunData, settings: Gate
 
 
 def _relative_check(
-    rule: RelativeRule, spec: MetricSpec, cand: LevelData, base: LevelData, settings: GateSettings, seed: int
+    rule: RelativeRule, spec: Metric, cand: LevelTable, base: LevelTable, settings: GateSettings
 ) -> Check:
     assert spec.better is not None
-    q = MetricQuery(rule.stat, rule.preroll_ms)
+    q = rule.query()
     _, limit = relative_limit(spec.better, rule.kind, rule.tolerance)
     check = Check(cand.label, cand.level, Verdict.PASS, limit=limit)
     unusable = _usable(cand, "candidate") or _usable(base, "baseline")
     if unusable:
         return replace(check, verdict=Verdict.ERROR, reason=unusable)
-    c_values, c_stat = bootstrap_inputs(spec, cand, q)
-    b_values, b_stat = bootstrap_inputs(spec, base, q)
-    effect = bootstrap_relative(
-        c_values, c_stat, b_values, b_stat, kind=rule.kind,
-        n_resamples=settings.resamples, confidence=rule.confidence or settings.confidence, seed=seed,
+    effect = metrics.relative(
+        cand, base, q, kind=rule.kind,
+        n_resamples=settings.resamples, confidence=rule.confidence or settings.confidence, seed=settings.seed,
     )  # fmt: skip
-    n_c, n_b = value_count(spec, cand, q), value_count(spec, base, q)
+    n_c, n_b = metrics.count(cand, q), metrics.count(base, q)
     check = replace(check, estimate=effect.estimate, low=effect.low, high=effect.high, n=n_c, n_baseline=n_b)
     needed = _needed(rule, settings)
     problem = (
@@ -305,14 +234,20 @@ def _relative_check(
     )
     if problem:
         return replace(check, verdict=Verdict.FAIL, reason=problem)
+    if effect.estimate is None:
+        c_value, b_value = metrics.estimate(cand, q), metrics.estimate(base, q)
+        if c_value is not None and math.isinf(c_value):
+            why = "the candidate's statistic lands on failed requests (failed: worst)"
+            return replace(check, verdict=Verdict.FAIL, reason=why)
+        if b_value is not None and math.isinf(b_value):
+            why = "the baseline's statistic lands on failed requests: there is nothing to compare against"
+            return replace(check, verdict=Verdict.ERROR, reason=why)
     d: Decision = decide_relative(effect, spec.better, rule.tolerance)
     return replace(check, verdict=d.verdict, reason=d.reason, decided=d.verdict is not Verdict.ERROR)
 
 
-def _relative(
-    rule: RelativeRule, index: int, candidate: RunData, baseline: RunData, settings: GateSettings
-) -> RuleResult:
-    spec = get_metric(rule.metric)
+def _relative(rule: RelativeRule, candidate: RunView, baseline: RunView, settings: GateSettings) -> RuleResult:
+    spec = metrics.get(rule.metric)
     assert spec.better is not None
     op, limit = relative_limit(spec.better, rule.kind, rule.tolerance)
     checks: list[Check] = []
@@ -330,25 +265,24 @@ def _relative(
         if isinstance(cand_levels, str):
             checks.append(Check(str(rule.level), None, Verdict.ERROR, cand_levels, limit=limit))
         else:
-            for lv in cand_levels:
-                base = baseline.levels.get(lv.level)
+            for t in cand_levels:
+                base = baseline.tables.get(t.level)
                 if base is None:
                     # "every level" compares the levels both runs have; a named level must exist in both.
                     verdict = Verdict.SKIP if rule.level is None else Verdict.ERROR
-                    checks.append(Check(lv.label, lv.level, verdict, f"the baseline has no level {lv.label}"))
+                    checks.append(Check(t.label, t.level, verdict, f"the baseline has no level {t.label}"))
                     continue
-                seed = check_seed(settings.seed, 1, index, lv.level)
-                checks.append(_relative_check(rule, spec, lv, base, settings, seed))
+                checks.append(_relative_check(rule, spec, t, base, settings))
             if checks and all(c.verdict is Verdict.SKIP for c in checks):
                 checks.append(Check("all", None, Verdict.ERROR, "the runs share no level"))
     return RuleResult(
         rule.title(), "relative", rule.metric, spec.unit, op, rule.kind,
-        rule.confidence or settings.confidence, tuple(checks),
+        rule.confidence or settings.confidence, tuple(checks), failed_as=_failed_as(spec, rule.query()),
     )  # fmt: skip
 
 
 def _skipped(rule: AbsoluteRule | RelativeRule, kind: str, reason: str, verdict: Verdict = Verdict.SKIP) -> RuleResult:
-    spec = get_metric(rule.metric)
+    spec = metrics.get(rule.metric)
     op = rule.op if isinstance(rule, AbsoluteRule) else "<="
     compare = "value" if isinstance(rule, AbsoluteRule) else rule.kind
     return RuleResult(
@@ -359,10 +293,10 @@ def _skipped(rule: AbsoluteRule | RelativeRule, kind: str, reason: str, verdict:
 # ---- whole-run checks ------------------------------------------------------------------------------------
 
 
-def _completeness(runs: list[tuple[str, RunData]], settings: GateSettings) -> RuleResult:
+def _completeness(runs: list[tuple[str, RunView]], settings: GateSettings) -> RuleResult:
     checks = []
     for role, run in runs:
-        complete = run.complete
+        complete = run.run_json.get("complete")
         if complete is True:
             checks.append(Check(role, None, Verdict.PASS, ""))
             continue
@@ -384,8 +318,8 @@ def _inputs(problems: list[tuple[str, str]]) -> RuleResult:
 
 def evaluate_runs(
     rules: GateRules,
-    candidate: RunData | None,
-    baseline: RunData | None = None,
+    candidate: RunView | None,
+    baseline: RunView | None = None,
     *,
     seed: int | None = None,
     problems: Sequence[tuple[str, str]] = (),
@@ -404,12 +338,12 @@ def evaluate_runs(
     if candidate is not None:
         runs = [("candidate", candidate)] + ([("baseline", baseline)] if baseline and rules.relative else [])
         results.append(_completeness(runs, settings))
-    for i, abs_rule in enumerate(rules.absolute):
+    for abs_rule in rules.absolute:
         if candidate is None:
             results.append(_skipped(abs_rule, "absolute", "candidate run unusable"))
         else:
-            results.append(_absolute(abs_rule, i, candidate, settings))
-    for i, rel_rule in enumerate(rules.relative):
+            results.append(_absolute(abs_rule, candidate, settings))
+    for rel_rule in rules.relative:
         if candidate is None or baseline is None:
             if candidate is None:
                 why = "the candidate run is unusable"
@@ -421,10 +355,15 @@ def evaluate_runs(
                 why = "no baseline run given"
             results.append(_skipped(rel_rule, "relative", why))
         else:
-            results.append(_relative(rel_rule, i, candidate, baseline, settings))
+            results.append(_relative(rel_rule, candidate, baseline, settings))
     notes = []
     if not math.isclose(settings.confidence, 0.95):
         notes.append(f"intervals at {settings.confidence:.0%} confidence")
+    if any(r.failed_as == "worst" for r in results):
+        notes.append(
+            "failed requests (errors, utterances cut short) count as the worst value in per-request statistics "
+            "and stall shares (rules marked failed=exclude describe successful requests only)"
+        )
     return GateReport(
         candidate=candidate_name or (candidate.name if candidate else "?"),
         baseline=baseline_name or (baseline.name if baseline else None),
@@ -473,7 +412,7 @@ def evaluate_and_print(
     seed: int | None = None,
 ) -> int:
     """Evaluate, print the console table, write the optional JUnit/Markdown files; return the exit code."""
-    from orpheus_bench.gate.outputs import print_report, write_junit, write_markdown
+    from orpheus_bench.report.gate import print_report, write_junit, write_markdown
 
     report = evaluate(rules, run_dir, baseline, seed=seed)
     print_report(report, console)

@@ -9,12 +9,16 @@ is a mapping, or a one-line shorthand that expands to the same mapping::
       - success_rate >= 0.999                     # no level: every level of the run
       - stall_rate at preroll 250 ms <= 0.01
       - client_bound == false
+      - ttfa_p95_ms <= 500                        # the capacity SLO spelling means the same rule
+      - ttfa_ms p95 <= 500 failed=exclude         # over successful requests only (default: failures count as inf)
     relative:
       - ttfa_ms p50 regress <= 10%                # ratio candidate/baseline may not exceed 1.10
       - success_rate regress <= 0.005             # a plain number: a difference, in the metric's units
 
-Any problem becomes one `ConfigError(field, message)` naming the rule (``absolute[2].metric``), before any run
-is read. See docs/gates.md for the decision rules.
+Rules are written in the one rule language of `orpheus_bench.measures.query` (the capacity SLO parses the same
+words) and name metrics of the one registry, `orpheus_bench.measures.metrics`. Any problem becomes one
+`ConfigError(field, message)` naming the rule (``absolute[2].metric``), before any run is read. See
+docs/gates.md for the decision rules.
 """
 
 from __future__ import annotations
@@ -27,15 +31,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orpheus_bench.errors import ConfigError
-from orpheus_bench.gate.metrics import STATISTICS, get_metric, metric_names
+from orpheus_bench.measures.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES
+from orpheus_bench.measures.metrics import DEFAULT_MIN_REQUESTS, DEFAULT_MIN_TAIL, get, names
+from orpheus_bench.measures.query import STATISTICS, WORST, Query, parse_words
 
 Op = Literal["<=", "<", ">=", ">", "==", "!="]
-OPS: tuple[str, ...] = ("<=", "<", ">=", ">", "==", "!=")
-# Defaults chosen from benchmarks/gate_calibration.py (numbers in docs/gates.md).
-DEFAULT_CONFIDENCE = 0.95
-DEFAULT_RESAMPLES = 2000
-DEFAULT_MIN_REQUESTS = 30
-DEFAULT_MIN_TAIL = 2
 
 
 class _Strict(BaseModel):
@@ -81,20 +81,29 @@ class _RuleBase(_Strict):
         description="Concurrency level (4), a run label ('c=4', 'rate=2/s'), 'top' (highest) or 'all' (default).",
     )
     preroll_ms: int | None = Field(None, ge=0, description="Pre-roll of stall metrics, in milliseconds.")
+    stall_budget_ms: float = Field(
+        0.0, ge=0.0, description="Stall metrics: only stalls longer than this count (default: every stall)."
+    )
+    failed: Literal["worst", "exclude"] = Field(
+        "worst",
+        description="What a failed request (an error, or an utterance cut short) counts as in a per-request "
+        "statistic or a stall share: worst (+inf latency, a stalled stream: a failure never helps a rule pass) or "
+        "exclude (the statistic describes successful requests only).",
+    )
     min_requests: int | None = Field(None, ge=1, description="Overrides settings.min_requests for this rule.")
 
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, v: str) -> str:
-        if v not in metric_names():
-            raise ValueError(f"unknown metric {v!r}; known: {', '.join(metric_names())}")
+        if v not in names():
+            raise ValueError(f"unknown metric {v!r}; known: {', '.join(names())}")
         return v
 
     @field_validator("stat")
     @classmethod
     def _known_stat(cls, v: str | None) -> str | None:
-        if v is not None and v not in STATISTICS:
-            raise ValueError(f"unknown statistic {v!r}; known: {', '.join(STATISTICS)}")
+        if v is not None and v not in STATISTICS and not re.fullmatch(r"p\d+(\.\d+)?", v):
+            raise ValueError(f"unknown statistic {v!r}; known: {', '.join(STATISTICS)} (or any pNN)")
         return v
 
     @field_validator("level")
@@ -113,8 +122,12 @@ class _RuleBase(_Strict):
             raise ValueError("a level is a positive integer")
         return v
 
+    def query(self) -> Query:
+        """What the rule measures, in the measures layer's terms."""
+        return Query(self.metric, self.stat, self.preroll_ms, self.stall_budget_ms, self.failed)
+
     def _check_shape(self) -> None:
-        spec = get_metric(self.metric)
+        spec = get(self.metric)
         if spec.scope == "request" and self.stat is None:
             raise ValueError(f"{self.metric} is per request: name a statistic ({', '.join(STATISTICS)})")
         if spec.scope != "request" and self.stat is not None:
@@ -135,6 +148,8 @@ class _RuleBase(_Strict):
             parts.append(f"preroll {self.preroll_ms} ms")
         if self.level is not None:
             parts.append(f"at {'c=' + str(self.level) if isinstance(self.level, int) else self.level}")
+        if self.failed != WORST:
+            parts.append(f"failed={self.failed}")
         return " ".join(parts)
 
 
@@ -152,7 +167,7 @@ class AbsoluteRule(_RuleBase):
     @model_validator(mode="after")
     def _shape(self) -> AbsoluteRule:
         self._check_shape()
-        spec = get_metric(self.metric)
+        spec = get(self.metric)
         if spec.boolean:
             if self.op not in ("==", "!="):
                 raise ValueError(f"{self.metric} is true or false: use == or !=")
@@ -186,7 +201,7 @@ class RelativeRule(_RuleBase):
     @model_validator(mode="after")
     def _shape(self) -> RelativeRule:
         self._check_shape()
-        spec = get_metric(self.metric)
+        spec = get(self.metric)
         if spec.better is None:
             raise ValueError(f"{self.metric} has no better direction; gate it with an absolute rule")
         return self
@@ -194,7 +209,7 @@ class RelativeRule(_RuleBase):
     @property
     def kind(self) -> str:
         """The comparison used: the rule's, else the metric's default."""
-        return self.compare or get_metric(self.metric).compare
+        return self.compare or get(self.metric).compare
 
     def title(self) -> str:
         """Name, or the rule in words."""
@@ -246,88 +261,14 @@ def _expand(rules: Any, parse: Any) -> Any:
     return out
 
 
-def _tokens(text: str) -> list[str]:
-    # Operators may be written without spaces ("p50<=300"); split them out first.
-    spaced = re.sub(r"(<=|>=|==|!=|<|>)", r" \1 ", text)
-    return spaced.replace(",", " ").split()
-
-
-def _common(tokens: list[str], out: dict[str, Any], text: str) -> list[str]:
-    """Take metric, statistic, level and pre-roll out of ``tokens``; return what is left."""
-    rest: list[str] = []
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        low = tok.lower()
-        if low == "at":
-            pass
-        elif low in STATISTICS and "stat" not in out:
-            out["stat"] = low
-        elif low.startswith("c=") or low.startswith("rate=") or low in ("all", "top"):
-            out["level"] = low
-        elif low in ("level", "c") and i + 1 < len(tokens):
-            out["level"] = tokens[i + 1]
-            i += 1
-        elif low.startswith("preroll"):
-            value = low.partition("=")[2] if "=" in low else (tokens[i + 1] if i + 1 < len(tokens) else "")
-            if "=" not in low:
-                i += 1
-            m = re.fullmatch(r"(\d+)(ms)?", value.lower())
-            if not m:
-                raise ValueError(f"{text!r}: preroll needs a number of milliseconds")
-            out["preroll_ms"] = int(m.group(1))
-            if i + 1 < len(tokens) and tokens[i + 1].lower() == "ms":
-                i += 1
-        elif "metric" not in out and re.fullmatch(r"[a-z_][a-z0-9_]*", low):
-            out["metric"] = low
-        else:
-            rest.append(tok)
-        i += 1
-    if "metric" not in out:
-        raise ValueError(f"{text!r}: no metric name")
-    return rest
-
-
-def _number_or_bool(tok: str, text: str) -> float | bool:
-    low = tok.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return float(tok)
-    except ValueError:
-        raise ValueError(f"{text!r}: {tok!r} is not a number") from None
-
-
 def parse_absolute(text: str) -> dict[str, Any]:
-    """``"ttfa_ms p50 <= 300 at c=2"`` -> the mapping of an `AbsoluteRule`."""
-    out: dict[str, Any] = {}
-    rest = _common(_tokens(text), out, text)
-    if len(rest) != 2 or rest[0] not in OPS:
-        raise ValueError(f"{text!r}: expected 'metric [stat] OP VALUE [at c=N] [preroll N ms]'")
-    out["op"] = rest[0]
-    out["threshold"] = _number_or_bool(rest[1], text)
-    return out
+    """``"ttfa_ms p50 <= 300 at c=2"`` (or ``"ttfa_p50_ms<=300"``) -> the mapping of an `AbsoluteRule`."""
+    return parse_words(text)
 
 
 def parse_relative(text: str) -> dict[str, Any]:
     """``"ttfa_ms p50 regress <= 10% at c=2"`` -> the mapping of a `RelativeRule` (``%`` means a ratio)."""
-    out: dict[str, Any] = {}
-    rest = [t for t in _common(_tokens(text), out, text) if t.lower() not in ("regress", "regression")]
-    if rest and rest[0] == "<=":
-        rest = rest[1:]
-    if len(rest) != 1:
-        raise ValueError(f"{text!r}: expected 'metric [stat] regress <= 10% [at c=N]'")
-    tok = rest[0]
-    try:
-        if tok.endswith("%"):
-            out["tolerance"] = float(tok[:-1]) / 100.0
-            out["compare"] = "ratio"
-        else:
-            out["tolerance"] = float(tok)
-            out["compare"] = "difference"
-    except ValueError:
-        raise ValueError(f"{text!r}: {tok!r} is not a tolerance (10% or 0.01)") from None
-    return out
+    return parse_words(text, relative=True)
 
 
 # ---- loading -------------------------------------------------------------------------------------------

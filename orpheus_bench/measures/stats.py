@@ -1,27 +1,31 @@
-"""Percentiles, summaries and bootstrap intervals: the only statistics code the results and reports use.
+"""Statistics over rows of numbers: one implementation each, vectorised, used for point estimates and bootstraps.
 
-Percentiles use linear interpolation between closest ranks (numpy's default, "type 7"), so p50 of
-``[1, 2, 3, 4]`` is 2.5 and p90 of ``1..10`` is 9.1. Missing values (``None``/NaN) are dropped before
-any statistic. The bootstrap resamples requests *within each group* (a group is one concurrency level), so a
-level with few requests cannot borrow precision from a busy one, and one statistic function computes both the
-point estimate and every resample, which keeps the two consistent by construction.
+Every function takes an array whose *last axis* holds one value per request and reduces it, so the same code
+computes a point estimate (an array of one row, ``B = 1``) and thousands of bootstrap resamples at once
+(``B`` rows). Conventions, the same everywhere:
 
-All array helpers here are written to stay silent on empty or all-NaN input (numpy's ``nanmean`` and
-``nanpercentile`` warn there, and the test suite turns warnings into errors).
+- ``NaN`` marks a request that does not count for the statistic (a warmup, a cancelled request, a value the
+  request does not have); it is dropped before anything is computed.
+- ``+inf`` marks a request that counts but failed where a rule says failures are the worst possible value
+  (a failed request "waited forever"): it sorts above every finite value, so a percentile whose rank reaches
+  into failures is infinite, and a mean over it is infinite.
+- Percentiles interpolate linearly between closest ranks (numpy's default, "type 7"): p50 of ``[1, 2, 3, 4]``
+  is 2.5 and p90 of ``1..10`` is 9.1.
+- Shares and ratios of sums treat their 0/1 or numeric columns the same way (NaN dropped).
+
+Nothing here warns on empty or all-NaN input (numpy's ``nan*`` functions do, and tests turn warnings into
+errors): an empty row gives NaN, and the scalar helpers give None.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_RESAMPLES = 2000
-DEFAULT_CONFIDENCE = 0.95
-# Resamples are drawn in chunks so memory stays bounded for levels with thousands of requests.
-_CHUNK_CELLS = 2_000_000
+QUANTILES = (50.0, 90.0, 95.0, 99.0)
 
 
 def clean(values: Iterable[float | None]) -> np.ndarray:
@@ -30,12 +34,96 @@ def clean(values: Iterable[float | None]) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
+def _rows(x: np.ndarray) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    return arr[None] if arr.ndim == 1 else arr
+
+
+def row_count(x: np.ndarray) -> np.ndarray:
+    """Number of counted (non-NaN) entries along the last axis."""
+    return np.sum(~np.isnan(x), axis=-1)
+
+
+def row_sum(x: np.ndarray) -> np.ndarray:
+    """Sum of the counted entries along the last axis (0 for a row with none)."""
+    return np.where(np.isnan(x), 0.0, x).sum(axis=-1)
+
+
+def row_mean(x: np.ndarray) -> np.ndarray:
+    """Mean of the counted entries along the last axis; NaN where a row has none."""
+    count = row_count(x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, row_sum(x) / np.maximum(count, 1), np.nan)
+
+
+def row_min(x: np.ndarray) -> np.ndarray:
+    """Smallest counted entry along the last axis; NaN where a row has none."""
+    if x.shape[-1] == 0:
+        return np.full(x.shape[:-1], np.nan)
+    m = np.where(np.isnan(x), np.inf, x).min(axis=-1)
+    return np.where(row_count(x) > 0, m, np.nan)
+
+
+def row_max(x: np.ndarray) -> np.ndarray:
+    """Largest counted entry along the last axis; NaN where a row has none."""
+    if x.shape[-1] == 0:
+        return np.full(x.shape[:-1], np.nan)
+    m = np.where(np.isnan(x), -np.inf, x).max(axis=-1)
+    return np.where(row_count(x) > 0, m, np.nan)
+
+
+def row_percentile(x: np.ndarray, q: float) -> np.ndarray:
+    """The ``q``-th percentile (0..100) of the counted entries along the last axis (see the module docstring)."""
+    if x.shape[-1] == 0:
+        return np.full(x.shape[:-1], np.nan)
+    ordered = np.sort(x, axis=-1)  # NaN sorts last and +inf just before it: the first `count` entries count
+    count = row_count(x)
+    top = np.maximum(count - 1, 0)
+    pos = (q / 100.0) * top
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, top)
+    frac = pos - lo
+    v_lo = np.take_along_axis(ordered, lo[..., None], axis=-1)[..., 0]
+    v_hi = np.take_along_axis(ordered, hi[..., None], axis=-1)[..., 0]
+    with np.errstate(invalid="ignore"):
+        # inf - inf and 0 * inf are NaN: an interpolation that touches a failure is that failure (+inf).
+        between = np.where(np.isinf(v_hi) | np.isinf(v_lo), np.inf, v_lo + (v_hi - v_lo) * frac)
+    out = np.where(frac == 0.0, v_lo, between)
+    return np.where(count > 0, out, np.nan)
+
+
+def row_statistic(x: np.ndarray, stat: str) -> np.ndarray:
+    """``stat`` (``mean``, ``min``, ``max`` or ``pNN``) along the last axis."""
+    if stat == "mean":
+        return row_mean(x)
+    if stat == "min":
+        return row_min(x)
+    if stat == "max":
+        return row_max(x)
+    if stat.startswith("p"):
+        return row_percentile(x, float(stat[1:]))
+    raise ValueError(f"unknown statistic {stat!r}")
+
+
+def row_ratio_of_sums(num: np.ndarray, den: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """``scale * sum(num) / sum(den)`` along the last axis, over entries where both count; NaN when the
+    denominator sums to zero or nothing counts."""
+    both = ~np.isnan(num) & ~np.isnan(den)
+    n = np.where(both, num, 0.0).sum(axis=-1)
+    d = np.where(both, den, 0.0).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((both.sum(axis=-1) > 0) & (d > 0), scale * n / np.where(d > 0, d, 1.0), np.nan)
+
+
+def finite_or_none(value: float) -> float | None:
+    """A statistic's value for output: None for NaN (nothing counted); infinities are kept (failures)."""
+    return None if math.isnan(value) else float(value)
+
+
 def percentile(values: Iterable[float | None], q: float) -> float | None:
-    """The ``q``-th percentile (0..100) of the finite values, linear interpolation; None if there are none."""
+    """The ``q``-th percentile of the finite values (`row_percentile` on one row); None if there are none."""
     arr = clean(values)
-    if arr.size == 0:
-        return None
-    return float(np.percentile(arr, q))
+    return finite_or_none(float(row_percentile(arr[None], q)[0])) if arr.size else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,144 +145,25 @@ class Summary:
         return cls(0, None, None, None, None, None, None, None)
 
 
-def summarize(values: Iterable[float | None], scale: float = 1.0) -> Summary:
-    """Summarise the finite values, each multiplied by ``scale`` first (e.g. 1000 for seconds -> ms)."""
-    arr = clean(values) * scale
+def summarize(values: Iterable[float | None] | np.ndarray, scale: float = 1.0) -> Summary:
+    """Summarise the finite values, each multiplied by ``scale`` first (e.g. 1000 for seconds -> ms).
+
+    The same row functions as every bootstrap, on one row: a report's p95 and a gate's p95 cannot differ.
+    """
+    arr = values if isinstance(values, np.ndarray) else np.array([math.nan if v is None else v for v in values])
+    arr = np.asarray(arr, dtype=np.float64)
+    arr = arr[np.isfinite(arr)] * scale
     if arr.size == 0:
         return Summary.empty()
-    p50, p90, p95, p99 = (float(x) for x in np.percentile(arr, [50, 90, 95, 99]))
+    row = arr[None]
+    p50, p90, p95, p99 = (float(row_percentile(row, q)[0]) for q in QUANTILES)
     return Summary(
         n=int(arr.size),
-        mean=float(arr.mean()),
+        mean=float(row_mean(row)[0]),
         p50=p50,
         p90=p90,
         p95=p95,
         p99=p99,
-        min=float(arr.min()),
-        max=float(arr.max()),
+        min=float(row_min(row)[0]),
+        max=float(row_max(row)[0]),
     )
-
-
-# ---- NaN-aware, warning-free row statistics (for resampled matrices) ----------------------------------
-
-
-def row_count(x: np.ndarray) -> np.ndarray:
-    """Number of non-NaN entries along the last axis."""
-    return np.sum(~np.isnan(x), axis=-1)
-
-
-def row_mean(x: np.ndarray) -> np.ndarray:
-    """Mean of the non-NaN entries along the last axis; NaN where a row has none."""
-    count = row_count(x)
-    total = np.where(np.isnan(x), 0.0, x).sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def row_percentile(x: np.ndarray, q: float) -> np.ndarray:
-    """Linear-interpolation percentile of the non-NaN entries along the last axis; NaN for empty rows."""
-    if x.shape[-1] == 0:
-        return np.full(x.shape[:-1], np.nan)
-    ordered = np.sort(x, axis=-1)  # NaN sorts last, so the first `count` entries are the valid ones
-    count = row_count(x)
-    pos = (q / 100.0) * np.maximum(count - 1, 0)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
-    frac = pos - lo
-    v_lo = np.take_along_axis(ordered, lo[..., None], axis=-1)[..., 0]
-    v_hi = np.take_along_axis(ordered, hi[..., None], axis=-1)[..., 0]
-    out = v_lo + (v_hi - v_lo) * frac
-    return np.where(count > 0, out, np.nan)
-
-
-# ---- bootstrap ------------------------------------------------------------------------------------------
-
-GroupStatistic = Callable[[Sequence[np.ndarray]], np.ndarray]
-"""Maps one array per group, shaped ``(B, n_group, columns)``, to one value per resample, shaped ``(B,)``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Interval:
-    """A point estimate with a percentile bootstrap interval.
-
-    ``kind`` is ``"ratio"`` (``a / b``) or ``"difference"`` (``a - b``); ``low``/``high`` are None when too
-    few resamples gave a finite value (e.g. a statistic that is zero in the denominator).
-    """
-
-    kind: str
-    estimate: float | None
-    low: float | None
-    high: float | None
-    confidence: float
-    n_resamples: int
-
-    def excludes(self, value: float) -> bool:
-        """True when the whole interval lies on one side of ``value`` (a difference a reader can trust)."""
-        if self.low is None or self.high is None:
-            return False
-        return self.low > value or self.high < value
-
-
-def _combine(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = a / b if kind == "ratio" else a - b
-    return np.where(np.isfinite(out), out, np.nan)
-
-
-def _as_group(values: np.ndarray) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    return arr[:, None] if arr.ndim == 1 else arr
-
-
-def _resample(rng: np.random.Generator, groups: Sequence[np.ndarray], b: int) -> list[np.ndarray]:
-    out = []
-    for g in groups:
-        n = g.shape[0]
-        idx = rng.integers(0, n, size=(b, n), dtype=np.int32) if n else np.zeros((b, 0), dtype=np.int32)
-        out.append(g[idx])
-    return out
-
-
-def bootstrap_effect(
-    a_groups: Sequence[np.ndarray],
-    b_groups: Sequence[np.ndarray],
-    statistic: GroupStatistic,
-    *,
-    statistic_b: GroupStatistic | None = None,
-    kind: str = "ratio",
-    n_resamples: int = DEFAULT_RESAMPLES,
-    confidence: float = DEFAULT_CONFIDENCE,
-    seed: int = 0,
-) -> Interval:
-    """Estimate ``statistic(a) / statistic(b)`` (or ``-``) with a percentile bootstrap interval.
-
-    Each group is a ``(n_requests, columns)`` (or 1-D) array of per-request values; resampling draws requests
-    with replacement within each group, independently for ``a`` and ``b``. ``statistic`` is called with
-    arrays shaped ``(B, n, columns)``; the point estimate uses ``B = 1`` and the unresampled data.
-    ``statistic_b``, when given, is used for ``b`` instead (a statistic that needs per-run constants).
-    """
-    if kind not in ("ratio", "difference"):
-        raise ValueError(f"kind must be 'ratio' or 'difference', not {kind!r}")
-    stat_b = statistic_b or statistic
-    a = [_as_group(g) for g in a_groups]
-    b = [_as_group(g) for g in b_groups]
-    est = _combine(statistic([g[None] for g in a]), stat_b([g[None] for g in b]), kind)[0]
-    estimate = None if np.isnan(est) else float(est)
-
-    rng = np.random.default_rng(seed)
-    cells = max(1, sum(g.size for g in a) + sum(g.size for g in b))
-    chunk = max(1, min(n_resamples, _CHUNK_CELLS // cells))
-    draws: list[np.ndarray] = []
-    done = 0
-    while done < n_resamples:
-        size = min(chunk, n_resamples - done)
-        draws.append(_combine(statistic(_resample(rng, a, size)), stat_b(_resample(rng, b, size)), kind))
-        done += size
-    values = np.concatenate(draws) if draws else np.empty(0)
-    finite = values[~np.isnan(values)]
-    low = high = None
-    # An interval from a minority of resamples would describe a different population: report none instead.
-    if n_resamples and finite.size >= 0.5 * n_resamples:
-        tail = (1.0 - confidence) / 2.0 * 100.0
-        low, high = (float(x) for x in np.percentile(finite, [tail, 100.0 - tail]))
-    return Interval(kind, estimate, low, high, confidence, n_resamples)

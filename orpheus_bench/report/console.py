@@ -1,8 +1,9 @@
 """Console tables (rich): the end-of-run summary in the seed's shape, and the before/after comparison.
 
-`render_console(results, console)` is what ``orpheus-bench run`` prints when a sweep ends: one row per level
-with concurrency, TTFA p50/p90/p99, total latency p50, throughput, audio seconds per wall second and success
-rate, client-bound levels marked, then the run's warnings.
+`render_console(results, console)` is what ``orpheus-bench run`` prints when a sweep ends: the run's warnings
+first (doctor findings, cut-short shares, client-bound levels, random SNAC weights), then one row per level with
+concurrency, TTFA p50/p90/p99, total latency p50, throughput, audio seconds per wall second, success and
+cut-short rates, client-bound levels marked.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from orpheus_bench.report.compare_tables import comparison_tables
+from orpheus_bench.report.format import Table
+from orpheus_bench.report.tables import console_table
 from orpheus_bench.results.compare import Comparison
 from orpheus_bench.results.model import RunResults
-from orpheus_bench.results.tables import Table, comparison_table, console_table
 
 _TONE_STYLE = {"good": "green", "bad": "red", "warn": "yellow"}
 
@@ -59,13 +62,15 @@ def print_warnings(warnings: tuple[str, ...], console: Console) -> None:
 
 
 def render_console(results: RunResults, console: Console | None = None) -> None:
-    """Print the per-level summary table of one run, then its warnings."""
+    """Print the run's warnings (what a reader must know first), then its per-level summary table."""
     console = console or Console()
-    console.print(to_rich(console_table(results)))
     print_warnings(results.warnings, console)
+    console.print(to_rich(console_table(results)))
 
 
 def render_console_comparison(comparison: Comparison, console: Console | None = None) -> None:
-    """Print the before/after table."""
+    """Print the comparison's first lines, then the before/after tables."""
     console = console or Console()
-    console.print(to_rich(comparison_table(comparison), text_columns=False))
+    print_warnings(comparison.first_lines, console)
+    for table in comparison_tables(comparison):
+        console.print(to_rich(table, text_columns=False))

@@ -23,13 +23,10 @@ from markupsafe import Markup
 
 from orpheus_bench import __version__
 from orpheus_bench.report import plots
-from orpheus_bench.report.json_out import results_dict
-from orpheus_bench.results.compare import Comparison
-from orpheus_bench.results.model import AudioSample, RunResults
-from orpheus_bench.results.tables import (
-    DEFAULT_TTFA_TARGET_MS,
-    Table,
-    comparison_table,
+from orpheus_bench.report.compare_tables import comparison_tables
+from orpheus_bench.report.format import DEFAULT_TTFA_TARGET_MS, Table
+from orpheus_bench.report.json_out import report_first_lines, results_dict
+from orpheus_bench.report.tables import (
     errors_table,
     invalid_codes_table,
     metadata_table,
@@ -40,6 +37,8 @@ from orpheus_bench.results.tables import (
     ttfa_split_table,
     ttfa_table,
 )
+from orpheus_bench.results.compare import Comparison
+from orpheus_bench.results.model import AudioSample, RunResults
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_AUDIO_PER_LEVEL = 2
@@ -210,7 +209,7 @@ def _run_view(
 
 def _capacity(results: RunResults) -> Any:
     """The capacity page of a run made by `orpheus-bench capacity` (None for ordinary runs)."""
-    from orpheus_bench.capacity.report import capacity_section
+    from orpheus_bench.report.capacity import capacity_section
 
     return capacity_section(results.meta.run_dir)
 
@@ -249,7 +248,9 @@ def render_html(
         "version": __version__,
         "generated_at": generated_at or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "target_ms": ttfa_target_ms,
-        "comparison": comparison_table(comparison) if comparison is not None else None,
+        "comparison": comparison_tables(comparison)[0] if comparison is not None else None,
+        "comparison_more": comparison_tables(comparison)[1:] if comparison is not None else [],
+        "first_lines": report_first_lines(after, before, comparison),
         "runs": runs,
         "shared_plots": shared_plots,
         "capacity_runs": [r for r in runs if r["capacity"] is not None],

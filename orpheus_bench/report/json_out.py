@@ -1,7 +1,8 @@
 """JSON output (``--format json``): the compiled results themselves, plus the rendered tables.
 
-Floats that are not finite become null so the file is strict JSON; the shape is ``{"schema", "after",
-"before", "comparison", "tables"}`` with ``before``/``comparison`` null for a single run.
+Floats that are not finite become null so the file is strict JSON; the shape is ``{"schema", "first_lines",
+"after", "before", "comparison", "tables"}`` with ``before``/``comparison`` null for a single run;
+``first_lines`` are what the console, Markdown and HTML print first.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import json
 import math
 from typing import Any
 
+from orpheus_bench.report.compare_tables import comparison_tables
+from orpheus_bench.report.format import DEFAULT_TTFA_TARGET_MS, table_dicts
+from orpheus_bench.report.tables import run_tables
 from orpheus_bench.results.compare import Comparison
 from orpheus_bench.results.model import RunResults
-from orpheus_bench.results.tables import DEFAULT_TTFA_TARGET_MS, comparison_table, run_tables, table_dicts
 
 JSON_SCHEMA_VERSION = 1
 
@@ -40,10 +43,12 @@ def results_dict(
     if before is not None:
         tables["before"] = table_dicts(run_tables(before, ttfa_target_ms))
     if comparison is not None:
-        tables["comparison"] = table_dicts([comparison_table(comparison)])[0]
+        tables["comparison"], *more = table_dicts(comparison_tables(comparison))
+        tables["comparison_more"] = more
     return _finite(
         {
             "schema": JSON_SCHEMA_VERSION,
+            "first_lines": report_first_lines(after, before, comparison),
             "ttfa_target_ms": ttfa_target_ms,
             "after": after.to_dict(),
             "before": before.to_dict() if before is not None else None,
@@ -51,6 +56,15 @@ def results_dict(
             "tables": tables,
         }
     )
+
+
+def report_first_lines(
+    after: RunResults, before: RunResults | None = None, comparison: Comparison | None = None
+) -> list[str]:
+    """What a reader must know before any number: the comparison's first lines, else the run's warnings."""
+    if comparison is not None:
+        return list(comparison.first_lines)
+    return list(after.warnings)
 
 
 def render_json(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from orpheus_bench.report.compare_tables import comparison_tables
+from orpheus_bench.report.format import DEFAULT_TTFA_TARGET_MS, Table
+from orpheus_bench.report.json_out import report_first_lines
+from orpheus_bench.report.tables import run_tables
 from orpheus_bench.results.compare import Comparison
 from orpheus_bench.results.model import RunResults
-from orpheus_bench.results.tables import DEFAULT_TTFA_TARGET_MS, Table, comparison_table, run_tables
 
 
 def _escape(text: str) -> str:
@@ -29,11 +32,12 @@ def table_markdown(table: Table, *, heading: str = "###") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run_section(results: RunResults, title: str, target_ms: float) -> list[str]:
+def _run_section(results: RunResults, title: str, target_ms: float, warnings: bool) -> list[str]:
     out = [f"## {_escape(title)}", ""]
-    out.extend(f"> ⚠ {_escape(w)}" for w in results.warnings)
-    if results.warnings:
-        out.append("")
+    if warnings:
+        out.extend(f"> ⚠ {_escape(w)}" for w in results.warnings)
+        if results.warnings:
+            out.append("")
     out.extend(table_markdown(t) for t in run_tables(results, target_ms))
     return out
 
@@ -47,13 +51,20 @@ def render_markdown(
 ) -> str:
     """The report as Markdown: the comparison first (if any), then each run's tables."""
     parts: list[str] = ["# orpheus-bench report", ""]
+    first = report_first_lines(after, before, comparison)
+    parts.extend(f"> ⚠ {_escape(line)}" for line in first)
+    if first:
+        parts.append("")
     if comparison is not None:
-        parts.append(table_markdown(comparison_table(comparison), heading="##"))
+        head, *more = comparison_tables(comparison)
+        parts.append(table_markdown(head, heading="##"))
+        parts.extend(table_markdown(t) for t in more)
     runs: Sequence[tuple[RunResults, str]] = (
         [(after, f"After: {after.meta.name}"), (before, f"Before: {before.meta.name}")]
         if before is not None
         else [(after, after.meta.name)]
     )
     for results, title in runs:
-        parts.extend(_run_section(results, title, ttfa_target_ms))
+        # A single run's warnings are the report's first lines already; a pair's are repeated in its section.
+        parts.extend(_run_section(results, title, ttfa_target_ms, warnings=before is not None))
     return "\n".join(parts)

@@ -1,35 +1,45 @@
-"""Compiling a run directory into `RunResults`: every statistic the outputs show is computed here, once.
+"""Compiling a run directory into `RunResults`: each level's statistics asked of the measures layer, once.
 
 Inputs (see docs/ARCHITECTURE.md): ``requests.jsonl`` (required), ``run.json``, ``server.jsonl`` and
-``audio/*.wav`` (optional). Rules applied throughout:
+``audio/*.wav`` (optional). Every number is the ``B = 1`` case of `orpheus_bench.measures`: the table of a
+level is built once (`measures.table.level_tables`) and each figure is a registered metric's statistic on it,
+the same statistic the gate and the capacity search bootstrap. Rules applied throughout:
 
 - Only measured requests count: warmups (``warmup=True``) are excluded from every statistic.
-- TTFA, total latency, RTF, audio and tokens are taken over *successful* requests; errors counted by class.
-- Success rate = ok / (measured - cancelled): a request cancelled because the harness shut down says nothing
-  about the server, so it is reported but not counted against it.
-- Throughput window of a level = first measured send -> last measured end, on the run clock
-  (``run_offset_s``); throughput = successful requests / window; audio s per wall s and tokens/s likewise.
-- Kept audio: a record's ``extra["audio_file"]`` names its WAV, relative to the run directory (e.g.
-  ``audio/c4-0007.wav``); a record without it is matched to ``audio/<request_id>.wav``; other WAVs under
-  ``audio/`` are listed unmatched. Paths leaving the run directory are ignored.
+- Success = a complete utterance (`RequestRecord.complete`; under the scenario knob ``success: audio``, any
+  request that delivered audio). Success rate = successes / (measured - cancelled): a request cancelled because
+  the harness shut down says nothing about the server. Cut-short requests are counted beside it.
+- Latency summaries (TTFA, total, RTF, first window) describe the requests that delivered audio, complete or
+  cut short; errors are counted by class.
+- Throughput: see `orpheus_bench.measures.table` (steady-state Little's law in a closed loop; the basis is in
+  each level's ``throughput_basis``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from orpheus_bench.errors import ConfigError
+from orpheus_bench.measures import metrics
+from orpheus_bench.measures.bootstrap import Interval
 from orpheus_bench.measures.playback import PREROLLS_MS, stall_stats
+from orpheus_bench.measures.query import Query
 from orpheus_bench.measures.stats import summarize
-from orpheus_bench.records import FRAME_POSITIONS, RequestRecord, Status, read_records
+from orpheus_bench.measures.table import AUDIO, SUCCESS_AUDIO, LevelTable, level_tables, success_policy
+from orpheus_bench.records import FRAME_POSITIONS, RequestRecord, read_records
+from orpheus_bench.results.meta import (
+    AUDIO_FILE_KEY,
+    find_audio,
+    level_label,
+    load_run_json,
+    redact,
+    run_meta,
+)
 from orpheus_bench.results.model import (
-    MIN_SUCCESS_FOR_CAPACITY,
     AudioSample,
     LevelResult,
     PromptResult,
@@ -42,29 +52,17 @@ from orpheus_bench.results.model import (
 )
 from orpheus_bench.results.timeline import read_server_samples
 
-AUDIO_FILE_KEY = "audio_file"
-_META_KEYS = {
-    "name",
-    "driver",
-    "started_at",
-    "ended_at",
-    "complete",
-    "version",
-    "git_sha",
-    "host",
-    "scenario",
-    "server_props",
-    "doctor",
-    "snac",
-    "levels",
-}
-
-
-def level_label(level: int, label: str | None) -> str:
-    """A level's display name: the run's own label unless it is just ``c=N``, else "N worker(s)"."""
-    if label and label.strip() and label.strip() != f"c={level}":
-        return label.strip()
-    return f"{level} worker" if level == 1 else f"{level} workers"
+# The per-level statistics shown with a 95% interval, keyed by the query's words (as a gate rule names them).
+HEADLINE_PREROLL_MS = 250
+HEADLINE_QUERIES: tuple[Query, ...] = (
+    Query("ttfa_ms", "p50"),
+    Query("ttfa_ms", "p95"),
+    Query("total_ms", "p50"),
+    Query("throughput_rps"),
+    Query("success_rate"),
+    Query("cut_short_rate"),
+    Query("stall_rate", preroll_ms=HEADLINE_PREROLL_MS),
+)
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -93,23 +91,88 @@ def _ttfa_split(ok: Sequence[RequestRecord]) -> TtfaSplit:
     )
 
 
-def _window(measured: Sequence[RequestRecord]) -> float | None:
-    ends = [e for r in measured if (e := r.end_offset_run_s) is not None]
-    if not measured or not ends:
-        return None
-    window = max(ends) - min(r.run_offset_s for r in measured)
-    return window if window > 0 else None
-
-
-def _per_s(value: float, window: float | None) -> float | None:
-    return value / window if window else None
-
-
 def _stream_tps(r: RequestRecord) -> float | None:
     if r.t_first_token_s is None or r.t_last_token_s is None:
         return None
     span = r.t_last_token_s - r.t_first_token_s
     return r.tokens_generated / span if span > 0 else None
+
+
+def _float_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return float(value)
+
+
+def headline_intervals(table: LevelTable, *, n_resamples: int, seed: int = 0) -> dict[str, Interval]:
+    """The headline statistics of a level with their intervals, over requests with audio (as the tables)."""
+    if n_resamples <= 0 or table.n == 0:
+        return {}
+    return {
+        q.describe(): metrics.interval(table, metrics.descriptive(q), n_resamples=n_resamples, seed=seed)
+        for q in HEADLINE_QUERIES
+    }
+
+
+def level_result(
+    table: LevelTable, *, prerolls_ms: Sequence[int] = PREROLLS_MS, n_resamples: int = 0, seed: int = 0
+) -> LevelResult:
+    """The statistics of one level: its table's metrics with ``B = 1`` (plus intervals when resampling)."""
+    measured = table.measured
+    with_audio = [r for r in table.rows if r.ok]
+    successes = int(table.success.sum())
+    cut = [r for r in table.rows if r.cut_short]
+    errors = Counter((r.error_class.value if r.error_class else r.status.value) for r in measured if not r.ok)
+    # Counted requests (cancelled ones dropped), as the registry's invalid_code_rate counts them.
+    audio_tokens = sum(r.audio_tokens for r in table.rows)
+    invalid = tuple(
+        sum(r.invalid_codes[i] for r in table.rows if i < len(r.invalid_codes)) for i in range(FRAME_POSITIONS)
+    )
+    info = table.info
+    client = info.get("client")
+    counted = table.n
+    return LevelResult(
+        level=table.level,
+        label=level_label(table.level, table.label),
+        kind=table.kind,
+        load=table.load,
+        n=len(measured),
+        n_warmup=table.n_warmup,
+        ok=successes,
+        with_audio=len(with_audio),
+        cut_short=len(cut),
+        cut_limits=dict(sorted(Counter(r.cut_limit or "" for r in cut).items())),
+        cancelled=table.cancelled,
+        success_rate=metrics.estimate(table, Query("success_rate")) if counted else None,
+        cut_short_rate=metrics.estimate(table, Query("cut_short_rate")) if counted else None,
+        errors=dict(sorted(errors.items())),
+        ttfa_ms=summarize(table.values("ttfa_ms", AUDIO)),
+        total_ms=summarize(table.values("total_ms", AUDIO)),
+        first_window_ms=summarize(table.values("first_window_ms", AUDIO)),
+        window_s=table.window_s,
+        throughput_rps=metrics.estimate(table, Query("throughput_rps")) if counted else None,
+        throughput_basis=table.throughput_basis() if counted else "no measured request",
+        throughput_requests=metrics.count(table, Query("throughput_rps")) if counted else 0,
+        audio_s=sum(r.audio_seconds for r in with_audio),
+        audio_s_mean=_mean([r.audio_seconds for r in with_audio]),
+        audio_tokens_mean=_mean([float(r.audio_tokens) for r in with_audio]),
+        audio_s_per_wall_s=metrics.estimate(table, Query("audio_per_wall_s")) if counted else None,
+        rtf=summarize(table.values("rtf", AUDIO)),
+        tokens_per_s=metrics.estimate(table, Query("tokens_per_s")) if counted else None,
+        stream_tokens_per_s=summarize([_stream_tps(r) for r in with_audio]),
+        audio_tokens=audio_tokens,
+        invalid_codes=invalid,
+        invalid_code_rate=metrics.estimate(table, Query("invalid_code_rate")) if counted else None,
+        stalls=tuple(stall_stats(with_audio, p) for p in prerolls_ms),
+        ttfa_split=_ttfa_split(with_audio),
+        decode_lag_ms=summarize([c.lag_s for r in with_audio for c in r.chunks], 1000.0),
+        client_bound=table.client_bound,
+        client_bound_reasons=table.client_bound_reasons,
+        client=dict(client) if isinstance(client, dict) else {},
+        started_run_s=_float_or_none(info.get("started_s")),
+        ended_run_s=_float_or_none(info.get("ended_s")),
+        intervals=headline_intervals(table, n_resamples=n_resamples, seed=seed),
+    )
 
 
 def compile_level(
@@ -121,92 +184,40 @@ def compile_level(
     prerolls_ms: Sequence[int] = PREROLLS_MS,
 ) -> LevelResult:
     """Statistics of one level from its records (warmups filtered out here); ``info``: its run.json entry."""
-    info = info or {}
+    run_json: dict[str, Any] = {
+        "levels": [{**(info or {}), "level": level, "label": label or (info or {}).get("label")}]
+    }
+    (table,) = [t for t in level_tables(records, run_json) if t.level == level]
+    return level_result(table, prerolls_ms=prerolls_ms)
+
+
+def _summary(
+    records: Sequence[RequestRecord], tables: Sequence[LevelTable], levels: Sequence[LevelResult]
+) -> RunSummary:
     measured = [r for r in records if not r.warmup]
-    ok = [r for r in measured if r.ok]
-    cancelled = sum(1 for r in measured if r.status is Status.CANCELLED)
-    counted = len(measured) - cancelled
-    errors = Counter((r.error_class.value if r.error_class else r.status.value) for r in measured if not r.ok)
-    window = _window(measured)
-    audio_s = sum(r.audio_seconds for r in ok)
-    invalid = tuple(
-        sum(r.invalid_codes[i] for r in measured if i < len(r.invalid_codes)) for i in range(FRAME_POSITIONS)
-    )
-    audio_tokens = sum(r.audio_tokens for r in measured)
-    client = info.get("client")
-    return LevelResult(
-        level=level,
-        label=level_label(level, label or info.get("label")),
-        n=len(measured),
-        n_warmup=len(records) - len(measured),
-        ok=len(ok),
-        cancelled=cancelled,
-        success_rate=len(ok) / counted if counted else None,
-        errors=dict(sorted(errors.items())),
-        ttfa_ms=summarize((r.ttfa_s for r in ok), 1000.0),
-        total_ms=summarize((r.total_s for r in ok), 1000.0),
-        window_s=window,
-        throughput_rps=_per_s(len(ok), window),
-        audio_s=audio_s,
-        audio_s_per_wall_s=_per_s(audio_s, window),
-        rtf=summarize(r.rtf for r in ok),
-        tokens_per_s=_per_s(sum(r.tokens_generated for r in ok), window),
-        stream_tokens_per_s=summarize(_stream_tps(r) for r in ok),
-        audio_tokens=audio_tokens,
-        invalid_codes=invalid,
-        invalid_code_rate=sum(invalid) / audio_tokens if audio_tokens else None,
-        stalls=tuple(stall_stats(ok, p) for p in prerolls_ms),
-        ttfa_split=_ttfa_split(ok),
-        decode_lag_ms=summarize((c.lag_s for r in ok for c in r.chunks), 1000.0),
-        client_bound=bool(info.get("client_bound")) or any(r.client_bound for r in measured),
-        client=dict(client) if isinstance(client, dict) else {},
-        started_run_s=_float_or_none(info.get("started_s")),
-        ended_run_s=_float_or_none(info.get("ended_s")),
-    )
-
-
-def _float_or_none(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def max_concurrency(
-    levels: Sequence[LevelResult], min_success: float = MIN_SUCCESS_FOR_CAPACITY
-) -> tuple[int | None, bool]:
-    """Highest level with ``min_success`` at it and every lower level; and whether it is the top one tried."""
-    best: int | None = None
-    ordered = sorted((lv for lv in levels if lv.n - lv.cancelled > 0), key=lambda lv: lv.level)
-    for lv in ordered:
-        if lv.success_rate is None or lv.success_rate < min_success:
-            break
-        best = lv.level
-    return best, bool(ordered) and best == ordered[-1].level
-
-
-def _summary(records: Sequence[RequestRecord], levels: Sequence[LevelResult]) -> RunSummary:
-    measured = [r for r in records if not r.warmup]
-    ok = sum(1 for r in measured if r.ok)
-    counted = sum(1 for r in measured if r.status is not Status.CANCELLED)
+    ok = sum(lv.ok for lv in levels)
+    counted = sum(t.n for t in tables)
+    cut = sum(lv.cut_short for lv in levels)
     errors: Counter[str] = Counter()
     for lv in levels:
         errors.update(lv.errors)
     with_ttfa = [lv for lv in levels if lv.ttfa_ms.mean is not None]
-    best = min(with_ttfa, key=lambda lv: lv.ttfa_ms.mean or math.inf, default=None)
+    best = min(with_ttfa, key=lambda lv: lv.ttfa_ms.mean or float("inf"), default=None)
     with_tp = [lv for lv in levels if lv.throughput_rps is not None]
     top = max(with_tp, key=lambda lv: lv.throughput_rps or 0.0, default=None)
-    cap, cap_open = max_concurrency(levels)
+    cap, cap_open = metrics.max_concurrency({t.level: t for t in tables})
     starts = [r.run_offset_s for r in records]
     ends = [e for r in records if (e := r.end_offset_run_s) is not None]
-    duration = max(ends) - min(starts) if starts and ends else None
     return RunSummary(
         requests=len(records),
         warmup=len(records) - len(measured),
         measured=len(measured),
         ok=ok,
         success_rate=ok / counted if counted else None,
+        cut_short=cut,
+        cut_short_rate=cut / counted if counted else None,
         errors=dict(sorted(errors.items())),
-        duration_s=duration,
+        duration_s=max(ends) - min(starts) if starts and ends else None,
         best_ttfa_mean_ms=best.ttfa_ms.mean if best else None,
         best_ttfa_level=best.level if best else None,
         max_throughput_rps=top.throughput_rps if top else None,
@@ -217,104 +228,7 @@ def _summary(records: Sequence[RequestRecord], levels: Sequence[LevelResult]) ->
     )
 
 
-_SECRET_WORDS = ("api_key", "apikey", "token", "secret", "password", "authorization")
-
-
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with the values of secret-looking keys replaced, so reports never show a key."""
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            secret = any(w in str(k).lower().replace("-", "_") for w in _SECRET_WORDS) and v not in (None, "")
-            # Counters such as "tokens_predicted_total" are numbers, not secrets.
-            out[k] = "<redacted>" if secret and isinstance(v, str) else redact(v)
-        return out
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
-
-
-def _meta(run_dir: Path, run_json: dict[str, Any], records: Sequence[RequestRecord]) -> RunMeta:
-    scenario = run_json.get("scenario") if isinstance(run_json.get("scenario"), dict) else {}
-    assert isinstance(scenario, dict)
-    snac = run_json.get("snac") if isinstance(run_json.get("snac"), dict) else None
-    random_weights = snac.get("random_weights") if snac else None
-    drivers = sorted({r.driver for r in records})
-    modes = sorted({r.mode for r in records})
-    protocols = sorted({r.protocol for r in records})
-    props = run_json.get("server_props")
-    complete = run_json.get("complete")
-
-    def text(key: str) -> str | None:
-        value = run_json.get(key)
-        return None if value is None else str(value)
-
-    return RunMeta(
-        name=str(run_json.get("name") or run_dir.name),
-        run_dir=str(run_dir),
-        driver=str(run_json.get("driver") or (",".join(drivers) if drivers else "unknown")),
-        started_at=text("started_at"),
-        ended_at=text("ended_at"),
-        complete=complete if isinstance(complete, bool) else None,
-        version=text("version"),
-        git_sha=text("git_sha"),
-        host=text("host"),
-        mode=str(scenario.get("mode") or (modes[0] if len(modes) == 1 else ",".join(modes)) or "") or None,
-        protocol=str(scenario.get("protocol") or ",".join(protocols)) or None,
-        snac_random=random_weights if isinstance(random_weights, bool) else None,
-        snac=snac,
-        scenario=redact(scenario),
-        server_props=redact(props) if isinstance(props, dict) else None,
-        doctor=redact(run_json.get("doctor")),
-        other=redact({k: v for k, v in run_json.items() if k not in _META_KEYS}),
-    )
-
-
-def _inside(run_dir: Path, rel: str) -> Path | None:
-    try:
-        path = (run_dir / rel).resolve()
-        path.relative_to(run_dir.resolve())
-    except (ValueError, OSError):
-        return None
-    return path if path.is_file() else None
-
-
-def find_audio(run_dir: Path, records: Sequence[RequestRecord], labels: dict[int, str]) -> tuple[AudioSample, ...]:
-    """Kept WAVs with the request each belongs to (see the module docstring for the naming convention)."""
-    out: list[AudioSample] = []
-    seen: set[Path] = set()
-    for r in sorted(records, key=lambda r: (r.level, r.seq)):
-        rel = r.extra.get(AUDIO_FILE_KEY)
-        path = _inside(run_dir, rel) if isinstance(rel, str) and rel else None
-        if path is None:
-            path = _inside(run_dir, f"audio/{r.request_id}.wav")
-        if path is None or path in seen:
-            continue
-        seen.add(path)
-        rel_path = path.relative_to(run_dir.resolve()).as_posix()
-        out.append(
-            AudioSample(
-                request_id=r.request_id,
-                level=r.level,
-                label=labels.get(r.level, level_label(r.level, r.level_label)),
-                prompt=r.prompt,
-                path=str(run_dir / rel_path),  # as the caller named the run, not resolved: no home paths leak
-                rel_path=rel_path,
-                status=r.status.value,
-            )
-        )
-    audio_dir = run_dir / "audio"
-    if audio_dir.is_dir():
-        for candidate in sorted(audio_dir.glob("*.wav")):
-            path = _inside(run_dir, f"audio/{candidate.name}")
-            if path is None or path in seen:
-                continue
-            rel_path = path.relative_to(run_dir.resolve()).as_posix()
-            out.append(AudioSample(None, None, "unmatched", "", str(run_dir / rel_path), rel_path, None))
-    return tuple(out)
-
-
-def prompt_results(records: Sequence[RequestRecord]) -> tuple[PromptResult, ...]:
+def prompt_results(records: Sequence[RequestRecord], policy: str) -> tuple[PromptResult, ...]:
     """Per-prompt outcome over measured requests, in order of prompt length."""
     by_id: dict[str, list[RequestRecord]] = defaultdict(list)
     for r in records:
@@ -322,19 +236,21 @@ def prompt_results(records: Sequence[RequestRecord]) -> tuple[PromptResult, ...]
             by_id[r.prompt_id].append(r)
     out = []
     for prompt_id, recs in by_id.items():
-        ok = [r for r in recs if r.ok]
-        counted = sum(1 for r in recs if r.status is not Status.CANCELLED)
-        ttfa = [r.t_first_pcm_s * 1000.0 for r in ok if r.t_first_pcm_s is not None]
+        tables = level_tables(recs, {"scenario": {"success": policy}})
+        counted = sum(t.n for t in tables)
+        ok = int(sum(t.success.sum() for t in tables))
+        with_audio = [r for r in recs if r.ok]
+        ttfa = [r.t_first_pcm_s * 1000.0 for r in with_audio if r.t_first_pcm_s is not None]
         out.append(
             PromptResult(
                 prompt_id=prompt_id,
                 prompt=recs[0].prompt,
                 chars=recs[0].prompt_chars or len(recs[0].prompt),
                 n=len(recs),
-                ok=len(ok),
-                success_rate=len(ok) / counted if counted else None,
+                ok=ok,
+                success_rate=ok / counted if counted else None,
                 ttfa_mean_ms=_mean(ttfa),
-                audio_s_mean=_mean([r.audio_seconds for r in ok]),
+                audio_s_mean=_mean([r.audio_seconds for r in with_audio]),
             )
         )
     return tuple(sorted(out, key=lambda p: (p.chars, p.prompt_id)))
@@ -355,15 +271,34 @@ def _request_row(r: RequestRecord) -> RequestRow:
         ttfa_ms=None if r.t_first_pcm_s is None else r.t_first_pcm_s * 1000.0,
         total_ms=None if r.t_end_s is None else r.t_end_s * 1000.0,
         audio_s=r.audio_seconds,
+        outcome=r.outcome,
     )
 
 
-def _warnings(meta: RunMeta, levels: Sequence[LevelResult], records: Sequence[RequestRecord]) -> tuple[str, ...]:
+def _warnings(meta: RunMeta, levels: Sequence[LevelResult], records: Sequence[RequestRecord], policy: str) -> list[str]:
     out: list[str] = []
     if meta.other.get("synthetic"):
         out.append("This run is synthetic (generated for tests and examples): no number in it was measured.")
     if meta.complete is False:
         out.append("The run did not complete (interrupted or aborted): the last level may be partial.")
+    if policy == SUCCESS_AUDIO:
+        out.append(
+            "Success counts every request that delivered audio (scenario success: audio): utterances cut short by a "
+            "length limit count as successes in this run."
+        )
+    cut = [lv for lv in levels if lv.cut_short]
+    if cut:
+        limits: Counter[str] = Counter()
+        for lv in cut:
+            limits.update(lv.cut_limits)
+        total = sum(lv.cut_short for lv in cut)
+        counted = sum(lv.n - lv.cancelled for lv in levels)
+        why = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(limits.items()))
+        counts_as = "successes (success: audio)" if policy == SUCCESS_AUDIO else "failures"
+        out.append(
+            f"{total} of {counted} measured requests were cut short by a length limit ({why}): their utterances "
+            f"did not finish, so they count as {counts_as}, and their audio is shorter than a complete one."
+        )
     if meta.snac_random:
         out.append("SNAC weights were random: the audio is noise. Timings and continuity are real; sound is not.")
     decode = (meta.snac or {}).get("decode") or {}
@@ -383,7 +318,7 @@ def _warnings(meta: RunMeta, levels: Sequence[LevelResult], records: Sequence[Re
             out.append(f"{lv.label}: no measured requests (only warmup).")
     if not records:
         out.append("The run has no request records.")
-    return tuple(out)
+    return out
 
 
 def compile_records(
@@ -394,76 +329,55 @@ def compile_records(
     server: Iterable[ServerSample] = (),
     audio: Iterable[AudioSample] = (),
     prerolls_ms: Sequence[int] = PREROLLS_MS,
+    n_resamples: int = 0,
+    seed: int = 0,
 ) -> RunResults:
-    """Compile already-loaded records (the pure part of `compile_run`)."""
+    """Compile already-loaded records (the pure part of `compile_run`); ``n_resamples > 0`` adds intervals."""
     run_json = run_json or {}
-    run_path = Path(run_dir)
-    infos: dict[int, dict[str, Any]] = {}
-    for entry in run_json.get("levels") or []:
-        if isinstance(entry, dict) and isinstance(entry.get("level"), int):
-            infos[entry["level"]] = entry
-    grouped: dict[int, list[RequestRecord]] = defaultdict(list)
-    for r in records:
-        grouped[r.level].append(r)
-    levels = []
-    for level in sorted(set(grouped) | set(infos)):
-        recs = grouped.get(level, [])
-        record_label = next((r.level_label for r in recs if r.level_label), None)
-        levels.append(
-            compile_level(
-                level,
-                recs,
-                label=infos.get(level, {}).get("label") or record_label,
-                info=infos.get(level),
-                prerolls_ms=prerolls_ms,
-            )
-        )
-    meta = _meta(run_path, run_json, records)
-    warnings = list(_warnings(meta, levels, records))
-    for level, recs in sorted(grouped.items()):
-        labels = sorted({r.level_label for r in recs if r.level_label})
+    policy = success_policy(run_json)
+    tables = level_tables(records, run_json)
+    levels = [level_result(t, prerolls_ms=prerolls_ms, n_resamples=n_resamples, seed=seed) for t in tables]
+    meta = run_meta(Path(run_dir), run_json, records)
+    warnings = _warnings(meta, levels, records, policy)
+    for t in tables:
+        labels = sorted({r.level_label for r in t.records if r.level_label})
         if len(labels) > 1:
             # Open-loop rates that round to the same integer level cannot be told apart afterwards.
             warnings.append(
-                f"Level {level} holds several load levels ({', '.join(labels)}); they are reported together."
+                f"Level {t.level} holds several load levels ({', '.join(labels)}); they are reported together."
             )
     return RunResults(
         meta=meta,
-        summary=_summary(records, levels),
+        summary=_summary(records, tables, levels),
         levels=tuple(levels),
         requests=tuple(_request_row(r) for r in sorted(records, key=lambda r: (r.run_offset_s, r.seq))),
-        prompts=prompt_results(records),
+        prompts=prompt_results(records, policy),
         server=tuple(server),
         audio=tuple(audio),
         prerolls_ms=tuple(prerolls_ms),
         warnings=tuple(warnings),
+        success_policy=policy,
+        tables=tuple(tables),
     )
 
 
-def load_run_json(run_dir: Path) -> dict[str, Any]:
-    """``run.json`` as a dict ({} when it is missing or unreadable: a crashed run may not have written it)."""
-    path = run_dir / "run.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def compile_run(run_dir: str | Path, *, prerolls_ms: Sequence[int] = PREROLLS_MS) -> RunResults:
+def compile_run(
+    run_dir: str | Path, *, prerolls_ms: Sequence[int] = PREROLLS_MS, n_resamples: int = 0, seed: int = 0
+) -> RunResults:
     """Read a run directory and compile it; `ConfigError` when it has no ``requests.jsonl``."""
     path = Path(run_dir)
     requests = path / "requests.jsonl"
     if not requests.is_file():
         raise ConfigError("run_dir", f"{path} has no requests.jsonl (is it an orpheus-bench run directory?)")
     records = read_records(str(requests))
-    run_json = load_run_json(path)
     result = compile_records(
         records,
-        run_json,
+        load_run_json(path),
         run_dir=path,
         server=read_server_samples(path / "server.jsonl"),
         prerolls_ms=prerolls_ms,
+        n_resamples=n_resamples,
+        seed=seed,
     )
     labels = {lv.level: lv.label for lv in result.levels}
     return dataclasses.replace(result, audio=find_audio(path, records, labels))
@@ -471,11 +385,13 @@ def compile_run(run_dir: str | Path, *, prerolls_ms: Sequence[int] = PREROLLS_MS
 
 __all__ = [
     "AUDIO_FILE_KEY",
+    "HEADLINE_QUERIES",
     "compile_level",
     "compile_records",
     "compile_run",
     "find_audio",
     "level_label",
+    "level_result",
     "load_run_json",
-    "max_concurrency",
+    "redact",
 ]

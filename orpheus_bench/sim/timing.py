@@ -25,7 +25,7 @@ import math
 import random
 import re
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 # Orpheus prompts carry special tokens that are one token each; the rest is estimated at 4 characters a token.
@@ -283,18 +283,24 @@ def simulate_schedule(
     *,
     seed: int = 0,
     similarity: float = 0.1,
+    next_arrival: Callable[[int, float], Arrival | None] | None = None,
+    first_request_number: int = 1,
 ) -> list[Scheduled]:
-    """Replay `arrivals` under the timing rules above and return each request's schedule, in input order.
+    """Replay `arrivals` under the timing rules above and return each request's schedule, in arrival order.
 
-    Ties are broken in event order (arrivals and steps in the order they were scheduled), so results are
-    exact for tests. Request i uses the jitter generator of request number i + 1, as the live server does.
+    ``next_arrival(index, t_end)``, when given, is called as each request ends and may return one more arrival
+    (a closed loop: the client that was waiting for request ``index`` sends its next one); such arrivals are
+    numbered after the given ones. Ties are broken in event order (arrivals and steps in the order they were
+    scheduled), so results are exact for tests. Request i uses the jitter generator of request number
+    ``first_request_number + i`` and the cold start applies to request number 1 only, as the live server
+    numbers the requests it serves.
     """
     pool = SlotPool(n_slots, similarity)
+    queue: list[Arrival] = list(arrivals)
     events: list[tuple[float, int, int, int]] = []  # (time, order, kind, index); kind 0 = arrival, 1 = step
     order = 0
     runs: dict[int, _Run] = {}
     done: dict[int, Scheduled] = {}
-    served = 0
 
     def push(t: float, kind: int, index: int) -> None:
         nonlocal order
@@ -302,12 +308,11 @@ def simulate_schedule(
         order += 1
 
     def start(adm: Admission, t: float) -> None:
-        nonlocal served
-        arrival = arrivals[adm.ticket]
+        arrival = queue[adm.ticket]
         cached = cached_prompt_tokens(adm.cached_prompt, arrival.prompt) if arrival.cache_prompt else 0
-        rng = jitter_rng(seed, adm.ticket + 1)
-        prefill = model.prefill_s(arrival.prompt_tokens - cached, cold=served == 0) * model.jitter_factor(rng)
-        served += 1
+        number = first_request_number + adm.ticket
+        rng = jitter_rng(seed, number)
+        prefill = model.prefill_s(arrival.prompt_tokens - cached, cold=number == 1) * model.jitter_factor(rng)
         runs[adm.ticket] = _Run(adm.slot_id, t, cached, rng)
         if arrival.steps > 0:
             push(t + prefill, 1, adm.ticket)
@@ -316,25 +321,29 @@ def simulate_schedule(
 
     def finish(index: int, t: float) -> None:
         run = runs.pop(index)
-        a = arrivals[index]
+        a = queue[index]
         done[index] = Scheduled(index, run.slot_id, a.t_s, run.t_start_s, run.cached, tuple(run.steps), t)
         nxt = pool.release(run.slot_id)
         if nxt is not None:
             start(nxt, t)
+        follow = next_arrival(index, t) if next_arrival is not None else None
+        if follow is not None:
+            queue.append(follow)
+            push(follow.t_s, 0, len(queue) - 1)
 
-    for i, a in enumerate(arrivals):
+    for i, a in enumerate(queue):
         push(a.t_s, 0, i)
     while events:
         t, _, kind, index = heapq.heappop(events)
         if kind == 0:
-            adm = pool.submit(index, arrivals[index].prompt)
+            adm = pool.submit(index, queue[index].prompt)
             if adm is not None:
                 start(adm, t)
             continue
         run = runs[index]
         run.steps.append(t)
-        if len(run.steps) >= arrivals[index].steps:
+        if len(run.steps) >= queue[index].steps:
             finish(index, t)
         else:
             push(t + model.token_s(pool.busy) * model.jitter_factor(run.rng), 1, index)
-    return [done[i] for i in range(len(arrivals))]
+    return [done[i] for i in range(len(queue))]

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from synthetic_runs import SyntheticSpec, synthetic_run
 
 from orpheus_bench.commands import report
-from orpheus_bench.results.synthetic import SyntheticSpec, synthetic_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and Path("/usr/bin/chromium").exists():

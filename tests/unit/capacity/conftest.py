@@ -52,7 +52,8 @@ def stream(
         rec.t_end_s = ttfa_s
         return rec
     ready = [ttfa_s + i * CHUNK_S + (gap_s if gap_after is not None and i >= gap_after else 0.0) for i in range(chunks)]
-    rec.chunks = [AudioChunk(t_ready_s=t, samples=CHUNK_SAMPLES, t_tokens_s=t) for t in ready]
+    rec.chunks = [AudioChunk(t_ready_s=t, samples=CHUNK_SAMPLES, t_tokens_s=t, window=i) for i, t in enumerate(ready)]
+    rec.stop_reason = "word"  # a complete utterance: the stop word (end of speech) ended it
     rec.t_first_pcm_s = ready[0]
     rec.pcm_samples = CHUNK_SAMPLES * chunks
     rec.t_end_s = ready[-1]

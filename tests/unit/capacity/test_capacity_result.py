@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from orpheus_bench.capacity.merge import LoadGroup, MeasurementRecords, merge_levels
-from orpheus_bench.capacity.report import capacity_section, goodput_plot, levels_table
 from orpheus_bench.capacity.result import (
     RESULT_FILE,
     CapacityResult,
@@ -22,6 +21,7 @@ from orpheus_bench.capacity.result import (
 from orpheus_bench.capacity.search import RATE, Finished, SearchConfig
 from orpheus_bench.capacity.slo import Slo, evaluate_level, parse_slo
 from orpheus_bench.records import RequestRecord
+from orpheus_bench.report.capacity import capacity_section, goodput_plot, levels_table
 from orpheus_bench.results.compile import compile_records
 
 pytestmark = pytest.mark.unit
@@ -35,12 +35,16 @@ def level(
     make_stream: Stream, load: float, ttfa_s: float, n: int = 10, window_s: float = 2.0, slo: Slo = SLO
 ) -> LoadResult:
     records = [make_stream(ttfa_s, seq=i, level=int(load)) for i in range(n)]
+    evaluation = evaluate_level(records, slo, resamples=200)
     return LoadResult(
         load=load,
         label=CONFIG.label(load),
         level=int(load),
-        evaluation=evaluate_level(records, slo, resamples=200),
+        evaluation=evaluation,
         window_s=window_s,
+        # Given by hand: n requests over the level's window (the driver asks the measures layer for these).
+        throughput_rps=evaluation.ok / window_s,
+        goodput_rps=evaluation.good / window_s,
         busy_s=n * 0.6,
         ttfa_p50_ms=ttfa_s * 1000.0,
         ttfa_p95_ms=ttfa_s * 1000.0,

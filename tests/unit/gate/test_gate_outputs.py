@@ -10,8 +10,8 @@ import pytest
 from rich.console import Console
 
 from orpheus_bench.gate.engine import GateReport, evaluate
-from orpheus_bench.gate.outputs import print_report, render_markdown, write_junit, write_markdown
 from orpheus_bench.gate.rules import rules_from_dict
+from orpheus_bench.report.gate import print_report, render_markdown, write_junit, write_markdown
 
 pytestmark = pytest.mark.unit
 
@@ -48,7 +48,10 @@ def test_junit_shape(report: GateReport, tmp_path: Path) -> None:
     assert regress is not None and "+50.0%" in (regress.text or "")
     error = by_name["success_rate at c=8 >= 0.99"].find("error")
     assert error is not None and "has no level 8" in (error.get("message") or "")
-    assert suite.get("failures") == "2" and suite.get("errors") == "1" and suite.get("skipped") == "0"
+    # The candidate's requests take 0.6 s instead of 0.5 s, so its closed loop also serves 1/6 fewer per second.
+    tp = by_name["throughput_rps regress <= 5%"].find("failure")
+    assert tp is not None and "-16.7%" in (tp.text or "")
+    assert suite.get("failures") == "3" and suite.get("errors") == "1" and suite.get("skipped") == "0"
     for case in cases:
         assert case.get("classname", "").startswith("orpheus_bench.gate.")
         assert case.find("system-out") is not None

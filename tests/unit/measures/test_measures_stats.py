@@ -1,4 +1,4 @@
-"""Percentiles, summaries, NaN-aware row statistics and the bootstrap, against hand-computed values."""
+"""Percentiles, summaries, NaN- and inf-aware row statistics and the bootstrap, against hand-computed values."""
 
 from __future__ import annotations
 
@@ -7,14 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from orpheus_bench.measures.stats import (
-    Interval,
-    bootstrap_effect,
-    percentile,
-    row_mean,
-    row_percentile,
-    summarize,
-)
+from orpheus_bench.measures.bootstrap import Interval
+from orpheus_bench.measures.bootstrap import effect as bootstrap_effect
+from orpheus_bench.measures.stats import percentile, row_mean, row_percentile, row_statistic, summarize
 
 pytestmark = pytest.mark.unit
 
@@ -105,3 +100,17 @@ def test_bootstrap_difference_kind() -> None:
 def test_bootstrap_zero_denominator_has_no_interval() -> None:
     iv = bootstrap_effect([np.ones(5)], [np.zeros(5)], _mean_stat, n_resamples=50)
     assert iv == Interval("ratio", None, None, None, 0.95, 50)
+
+
+def test_row_statistic_matches_scalar_percentiles_and_treats_inf_as_a_failure() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.exponential(200.0, size=37)
+    for q in (50, 90, 95, 99):
+        assert float(row_statistic(values[None], f"p{q}")[0]) == pytest.approx(float(np.percentile(values, q)))
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+    assert float(row_statistic(values[None], "mean")[0]) == pytest.approx(values.mean())
+    with_inf = np.array([[1.0, 2.0, 3.0, math.inf]])
+    assert float(row_statistic(with_inf, "p50")[0]) == pytest.approx(2.5)
+    assert math.isinf(float(row_statistic(with_inf, "p90")[0]))
+    assert float(row_statistic(np.array([[1.0, 2.0, math.inf]]), "p50")[0]) == 2.0  # exact rank: no interpolation
+    assert math.isnan(float(row_statistic(np.array([[math.nan, math.nan]]), "p50")[0]))  # nothing counts

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synthetic_runs import SyntheticSpec, synthetic_run
 
 from orpheus_bench.results.compare import Comparison, compare
 from orpheus_bench.results.compile import compile_run
 from orpheus_bench.results.model import RunResults
-from orpheus_bench.results.synthetic import SyntheticSpec, synthetic_run
 
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from record_factory import new_record
+from synthetic_runs import write_run_dir
 
 from orpheus_bench.audio.wav import write_wav
 from orpheus_bench.errors import ConfigError
+from orpheus_bench.measures.metrics import max_concurrency
 from orpheus_bench.records import AudioChunk, ErrorClass, ServerTimings, Status
-from orpheus_bench.results.compile import compile_records, compile_run, level_label, max_concurrency
-from orpheus_bench.results.synthetic import write_run_dir
+from orpheus_bench.results.compile import compile_records, compile_run, level_label
 
 pytestmark = pytest.mark.unit
 
@@ -23,7 +24,9 @@ def level_two(make_record):  # type: ignore[no-untyped-def]
 
     measured: r2 start 1.0 total 1.0 (end 2.0), r3 start 1.0 total 1.5 (end 2.5), r4 start 2.0 total 2.0
     (end 4.0), r5 start 2.5 http error ending 2.55, r6 cancelled at 3.0 (end 3.1).
-    window = 4.0 - 1.0 = 3.0 s; ok = 3 -> 1.0 req/s.
+    window = 4.0 - 1.0 = 3.0 s. In flight when each was sent (sent by then minus ended by then): r2 and r3 at
+    1.0: 4 - 1 = 3; r4 at 2.0: 5 - 2 = 3; r5 at 2.5: 6 - 3 = 3; all >= 2, so r2..r5 are the steady-state rows.
+    Throughput = 2 x 3 successes / (1.0 + 1.5 + 2.0 + 0.05) s of latency = 6 / 4.55 = 1.3187 req/s.
     """
     return [
         make_record(level=2, seq=0, warmup=True, start=0.0, ttfa=0.05, total=0.6),
@@ -48,20 +51,31 @@ def test_level_statistics_by_hand(make_record) -> None:  # type: ignore[no-untyp
     assert (lv.ttfa_ms.min, lv.ttfa_ms.max) == (pytest.approx(100.0), pytest.approx(300.0))
     assert lv.total_ms.mean == pytest.approx(1500.0)
     assert lv.window_s == pytest.approx(3.0)
-    assert lv.throughput_rps == pytest.approx(1.0)
+    assert lv.throughput_rps == pytest.approx(6 / 4.55)
+    assert "steady state: the 4 of 4 measured requests" in lv.throughput_basis
     assert lv.audio_s == pytest.approx(3.0)  # three ok requests of 24000 samples
-    assert lv.audio_s_per_wall_s == pytest.approx(1.0)
+    assert lv.audio_s_per_wall_s == pytest.approx(2 * 3.0 / 4.55)
     assert lv.rtf.p50 == pytest.approx(1.5)  # 1.0, 1.5 and 2.0 wall s per audio s
     assert lv.label == "2 workers"
 
 
-def test_throughput_uses_measured_window_only(make_record) -> None:  # type: ignore[no-untyped-def]
+def test_throughput_rests_on_requests_sent_at_full_concurrency(make_record) -> None:  # type: ignore[no-untyped-def]
     recs = level_two(make_record)
-    with_warmup_as_measured = [*recs[2:], make_record(level=2, seq=9, start=0.0, ttfa=0.05, total=0.6)]
-    assert compile_records(recs).level(2).throughput_rps == pytest.approx(1.0)
-    # The same early request counted as measured stretches the window to 4.0 s: 4 ok / 4.0 s.
-    assert compile_records(with_warmup_as_measured).level(2).throughput_rps == pytest.approx(1.0)
-    assert compile_records(with_warmup_as_measured).level(2).window_s == pytest.approx(4.0)
+    # Without the warmups, an early request sent alone at 0.0 (one in flight, not two) counts as measured.
+    early_alone = [*recs[2:], make_record(level=2, seq=9, start=0.0, ttfa=0.05, total=0.6)]
+    lv = compile_records(early_alone).level(2)
+    # It stretches the display window to 4.0 s, but throughput still rests on r2..r5 only: 2 x 3 / 4.55.
+    assert lv.window_s == pytest.approx(4.0)
+    assert lv.throughput_rps == pytest.approx(6 / 4.55)
+    assert "the 4 of 5 measured requests" in lv.throughput_basis
+
+
+def test_throughput_without_a_held_level_falls_back_to_the_window(make_record) -> None:  # type: ignore[no-untyped-def]
+    # Two workers that never had two requests in flight: successes / (first measured send -> last measured end).
+    recs = [make_record(level=2, seq=i, start=float(i), ttfa=0.1, total=0.5) for i in range(4)]
+    lv = compile_records(recs).level(2)
+    assert lv.throughput_rps == pytest.approx(4 / 3.5)
+    assert "never held" in lv.throughput_basis
 
 
 def test_invalid_codes_tokens_and_decode_lag(make_record) -> None:  # type: ignore[no-untyped-def]
@@ -130,7 +144,7 @@ def test_max_concurrency_definition(make_record) -> None:  # type: ignore[no-unt
     assert (res.summary.max_concurrency, res.summary.max_concurrency_open) == (4, True)
     res = run({1: 5})
     assert res.summary.max_concurrency is None
-    assert max_concurrency(()) == (None, False)
+    assert max_concurrency({}) == (None, False)
 
 
 def test_level_labels() -> None:

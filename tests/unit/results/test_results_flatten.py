@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from synthetic_runs import write_run_dir
 
 from orpheus_bench.commands import export
 from orpheus_bench.errors import ConfigError
 from orpheus_bench.records import AudioChunk, ServerTimings
 from orpheus_bench.results.flatten import flatten_record
-from orpheus_bench.results.synthetic import write_run_dir
 
 pytestmark = pytest.mark.unit
 

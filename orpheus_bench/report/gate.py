@@ -9,12 +9,13 @@ for a CI job summary or a PR comment.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 from orpheus_bench.gate.decide import Verdict
-from orpheus_bench.gate.engine import Check, GateReport, RuleResult
+from orpheus_bench.gate.model import Check, GateReport, RuleResult
 
 _STYLE = {
     Verdict.PASS: "green",
@@ -36,6 +37,8 @@ _MD_MARK = {
 
 
 def _num(x: float, unit: str = "") -> str:
+    if math.isinf(x):
+        return "∞ (failed)"  # the statistic lands on failed requests, which count as the worst value
     if unit == "ms":
         return f"{x:.1f} ms"
     text = f"{x:.4g}"
@@ -45,6 +48,8 @@ def _num(x: float, unit: str = "") -> str:
 def _shown(rule: RuleResult, x: float | None) -> str:
     if x is None:
         return "-"
+    if math.isinf(x):
+        return "∞"
     if rule.compare == "ratio":
         return f"{(x - 1.0) * 100.0:+.1f}%"
     if rule.compare == "difference":
@@ -195,7 +200,8 @@ def junit_tree(report: GateReport) -> ET.ElementTree:
         elif rule.verdict is Verdict.SKIP:
             ET.SubElement(case, "skipped", {"message": summary})
         out = ET.SubElement(case, "system-out")
-        out.text = "\n".join(_check_line(rule, c) for c in rule.checks)
+        failed = [f"failed requests count as: {rule.failed_as}"] if rule.failed_as else []
+        out.text = "\n".join([*(_check_line(rule, c) for c in rule.checks), *failed])
     return ET.ElementTree(suites)
 
 
@@ -244,6 +250,7 @@ def render_markdown(report: GateReport) -> str:
         f"Intervals: {report.settings.confidence:.0%} percentile bootstrap over requests within each level, "
         f"{report.settings.resamples} resamples, seed {report.seed}. Relative estimates are candidate vs "
         "baseline (a ratio shown as % change). Exit codes: 0 pass, 1 a rule failed, 2 input unusable.",
+        *(f"Note: {_md(n)}." for n in report.notes),
         "",
     ]
     return "\n".join(lines)

@@ -1,8 +1,8 @@
-"""The tables people read, built once from compiled results and rendered by every output format.
+"""The per-run tables people read, built once from compiled results and rendered by every output format.
 
-A `Table` holds display text (and the number behind it, for sorting) so the console, Markdown and HTML show
-exactly the same cells. The first three builders reproduce the seed's tables ("Time-to-First-Audio",
-"Throughput Performance", "Comparison: Before vs After"); the others are what the seed did not measure.
+The first two builders reproduce the seed's tables ("Time-to-First-Audio", "Throughput Performance"; its
+"Comparison: Before vs After" is `orpheus_bench.report.compare_tables`); the others are what the seed did not
+measure. Cells and number formats: `orpheus_bench.report.format`.
 
 Mapping to the seed: its single TTFA and total-latency numbers are averages ("TTFA (avg)"), so the TTFA
 table's headline column is the mean, with p50/p90/p99 beside it, and the target status judges the mean as the
@@ -11,77 +11,20 @@ seed did.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from orpheus_bench.records import FRAME_POSITIONS
-from orpheus_bench.results.compare import Comparison, ComparisonRow
+from orpheus_bench.report.format import (
+    DASH,
+    DEFAULT_TTFA_TARGET_MS,
+    Cell,
+    Table,
+    fmt_ms,
+    fmt_num,
+    fmt_pct,
+)
 from orpheus_bench.results.model import LevelResult, RunResults
-
-DEFAULT_TTFA_TARGET_MS = 200.0
-DASH = "–"
-
-
-@dataclass(frozen=True, slots=True)
-class Cell:
-    """One table cell: display text, the number behind it (for sorting), and a tone (good/bad/warn)."""
-
-    text: str
-    value: float | None = None
-    tone: str | None = None
-    strong: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Table:
-    """A titled table with notes that explain its numbers."""
-
-    key: str
-    title: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[Cell, ...], ...]
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    text_columns: tuple[int, ...] = ()  # free-text columns: left-aligned and wrapped
-
-
-# ---- number formatting -----------------------------------------------------------------------------
-
-
-def fmt_ms(value: float | None) -> str:
-    """Milliseconds: one decimal below 1000 ms, thousands separators above ("941.8", "4,012")."""
-    if value is None:
-        return DASH
-    return f"{value:,.1f}" if abs(value) < 1000 else f"{value:,.0f}"
-
-
-def fmt_num(value: float | None, digits: int = 2) -> str:
-    """A plain number with ``digits`` decimals, or a dash."""
-    return DASH if value is None else f"{value:,.{digits}f}"
-
-
-def fmt_pct(value: float | None) -> str:
-    """A fraction as a percentage: "100%", "99.5%"."""
-    if value is None:
-        return DASH
-    pct = value * 100.0
-    return f"{pct:.0f}%" if pct in (0.0, 100.0) else f"{pct:.1f}%"
-
-
-def fmt_factor(value: float) -> str:
-    """An improvement factor: "5.2x", "15x" ("∞" for a division by zero)."""
-    if value == float("inf"):
-        return "∞"
-    return f"{value:.0f}x" if value >= 10 else f"{value:.1f}x"
-
-
-def fmt_factor_precise(value: float) -> str:
-    """A factor with enough digits for an interval's ends: "4.83x", "44.6x", "251x"."""
-    if value == float("inf"):
-        return "∞"
-    if value >= 100:
-        return f"{value:.0f}x"
-    return f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
 
 
 def _c(text: str, value: float | None = None, tone: str | None = None) -> Cell:
@@ -101,7 +44,13 @@ def _bound(lv: LevelResult) -> Cell:
 
 
 def _label(lv: LevelResult, marker: str = " ⚠ client-bound") -> Cell:
-    return Cell(lv.label + (marker if lv.client_bound else ""), float(lv.level), "warn" if lv.client_bound else None)
+    # Greyed: a client-bound level describes the client, and no headline factor uses it.
+    return Cell(lv.label + (marker if lv.client_bound else ""), float(lv.level), "muted" if lv.client_bound else None)
+
+
+def _cut(lv: LevelResult) -> Cell:
+    rate = lv.cut_short_rate
+    return _c(fmt_pct(rate), rate, "bad" if lv.cut_short else None)
 
 
 def _rows(
@@ -134,8 +83,8 @@ def ttfa_table(results: RunResults, target_ms: float = DEFAULT_TTFA_TARGET_MS) -
         columns=("Concurrency", "TTFA mean (ms)", "p50", "p90", "p99", "min", "n", "Target", "Status"),
         rows=_rows(results, row),
         notes=(
-            "TTFA = request sent → first PCM chunk ready to play (after SNAC decode). Successful, measured "
-            "(non-warmup) requests only.",
+            "TTFA = request sent → first PCM chunk ready to play (after SNAC decode). Measured (non-warmup) "
+            "requests that delivered audio, complete or cut short (see the cut-short column of Throughput).",
             "The seed's single TTFA number is an average, so 'TTFA mean' is the column to compare with it; "
             "the status judges the mean against the target as the seed did, and p50/p90/p99 show the spread.",
         ),
@@ -151,7 +100,9 @@ def throughput_table(results: RunResults) -> Table:
         return [
             _c(_rps(lv.throughput_rps), lv.throughput_rps),
             _ms(lv.total_ms.mean), _ms(lv.total_ms.p50), _ms(lv.total_ms.p99),
-            _c(fmt_pct(sr), sr, tone), _c(f"{lv.ok}/{lv.n - lv.cancelled}", float(lv.ok)),
+            _c(fmt_pct(sr), sr, tone), _cut(lv), _c(f"{lv.ok}/{lv.n - lv.cancelled}", float(lv.ok)),
+            _c(fmt_num(lv.audio_s_mean), lv.audio_s_mean),
+            _c(_basis(lv), float(lv.throughput_requests)),
         ]  # fmt: skip
 
     return Table(
@@ -164,100 +115,31 @@ def throughput_table(results: RunResults) -> Table:
             "p50",
             "p99",
             "Success rate",
-            "ok/n",
+            "Cut short",
+            "complete/n",
+            "audio s / request",
+            "throughput rests on",
         ),
         rows=_rows(results, row),
         notes=(
-            "Throughput = successful measured requests / (last measured end − first measured send) on the "
-            "run clock; warmup excluded. Total latency = request sent → response fully read and decoded.",
-            "Success rate = ok / (measured − cancelled); requests cancelled by a harness shutdown are not "
-            "the server's failures.",
+            "Throughput = complete utterances per second the level sustained: in a closed loop, Little's law over "
+            "the measured requests sent while the level's concurrency was in flight (concurrency × successes / "
+            "their summed latencies), so queued warmups and the final drain do not bias it; 'rests on' says how "
+            "many requests that was (a level that never held its concurrency falls back to first send → last "
+            "end). Total latency = request sent → response fully read and decoded.",
+            "Success rate = complete utterances / (measured − cancelled); cut short = requests whose utterance a "
+            "length limit ended (max_tokens, the slot's context): they delivered audio but are not successes. "
+            "Requests cancelled by a harness shutdown are not the server's failures.",
         ),
     )
 
 
-def _range_text(row: ComparisonRow, rng: tuple[float | None, float | None], is_open: bool) -> str:
-    lo, hi = rng
-    if row.key == "max_concurrency" and lo is None:
-        return "no level ≥ 99%"
-    if lo is None or hi is None:
-        return DASH
-    if row.unit == "%":
-        text = fmt_pct(lo) if lo == hi else f"{fmt_pct(lo)}–{fmt_pct(hi)}"
-    elif row.key == "total_latency":
-        text = f"{lo / 1000:,.1f} s" if lo == hi else f"{lo / 1000:,.1f}–{hi / 1000:,.1f} s"
-    elif row.unit == "ms":
-        text = f"{fmt_ms(lo)} ms" if lo == hi else f"{fmt_ms(lo)}–{fmt_ms(hi)} ms"
-    elif row.unit == "req/s":
-        text = f"{fmt_num(lo)} req/s"
-    else:
-        text = f"{lo:.0f} {row.unit}"
-    return text.replace(f" {row.unit}", f"+ {row.unit}", 1) if is_open else text
-
-
-def _inverse(value: float) -> float:
-    return float("inf") if value <= 0 else 1.0 / value
-
-
-def improvement_text(row: ComparisonRow) -> tuple[str, str, str | None]:
-    """(improvement, 95% interval, tone) for one comparison row, oriented the way the text reads."""
-    eff = row.effect
-    if eff.estimate is None:
-        return "n/a", DASH, None
-    if eff.kind == "difference":
-        pp = eff.estimate * 100.0
-        both_high = all(v is not None and v >= 0.99 for v in (row.before_value, row.after_value))
-        ci = DASH if eff.low is None or eff.high is None else f"{eff.low * 100:+.1f} to {eff.high * 100:+.1f} pp"
-        if not eff.excludes(0.0):
-            return ("Stable" if both_high else f"{pp:+.1f} pp (within noise)"), ci, None
-        return f"{pp:+.1f} pp", ci, "good" if pp > 0 else "bad"
-    better = eff.estimate >= 1.0
-    shown = eff.estimate if better else _inverse(eff.estimate)
-    word = row.better_word if better else row.worse_word
-    text = f"{fmt_factor(shown)} {word}"
-    if eff.low is None or eff.high is None:
-        ci = DASH
-    elif better:
-        ci = f"{fmt_factor_precise(eff.low)}–{fmt_factor_precise(eff.high)}"
-    else:
-        ci = f"{fmt_factor_precise(_inverse(eff.high))}–{fmt_factor_precise(_inverse(eff.low))}"
-    if row.per_level is not None:
-        lo, hi = row.per_level
-        text += f" (per level {fmt_factor(lo)}–{fmt_factor(hi)})"
-    if not eff.excludes(1.0):
-        return text + " (within noise)", ci, None
-    return text, ci, "good" if better else "bad"
-
-
-def comparison_table(comparison: Comparison) -> Table:
-    """The seed's "Comparison: Before vs After" table, with a 95% bootstrap interval on each factor."""
-    rows = []
-    for r in comparison.rows:
-        text, ci, tone = improvement_text(r)
-        rows.append(
-            (
-                Cell(r.metric),
-                Cell(_range_text(r, r.before_range, r.before_open), r.before_value),
-                Cell(_range_text(r, r.after_range, r.after_open), r.after_value),
-                Cell(text, r.effect.estimate, tone, strong=tone == "good"),
-                Cell(ci),
-                Cell(r.basis),
-            )
-        )
-    pct = f"{comparison.confidence:.0%}"
-    return Table(
-        key="comparison",
-        title="Before vs After",
-        columns=("Metric", "Before", "After", "Improvement", f"{pct} interval", "What the factor compares"),
-        rows=tuple(rows),
-        text_columns=(5,),
-        notes=(
-            f"Before = {comparison.before_name}, after = {comparison.after_name}. Intervals: percentile "
-            f"bootstrap, {comparison.n_resamples} resamples of the requests within each level "
-            f"(seed {comparison.seed}); 'within noise' means the interval includes no change.",
-            *comparison.notes,
-        ),
-    )
+def _basis(lv: LevelResult) -> str:
+    if lv.kind != "concurrency":
+        return "completions (open loop)"
+    if lv.throughput_basis.startswith("steady state"):
+        return f"{lv.throughput_requests} steady-state req"
+    return "window (never held)" if lv.n else DASH
 
 
 # ---- beyond the seed -----------------------------------------------------------------------------------
@@ -272,7 +154,7 @@ def console_table(results: RunResults) -> Table:
             _c(str(lv.n), lv.n), _ms(lv.ttfa_ms.p50), _ms(lv.ttfa_ms.p90), _ms(lv.ttfa_ms.p99),
             _ms(lv.total_ms.p50), _c(fmt_num(lv.throughput_rps), lv.throughput_rps),
             _c(fmt_num(lv.audio_s_per_wall_s), lv.audio_s_per_wall_s),
-            _c(fmt_pct(sr), sr, None if sr is None else ("good" if sr >= 0.99 else "bad")),
+            _c(fmt_pct(sr), sr, None if sr is None else ("good" if sr >= 0.99 else "bad")), _cut(lv),
         ]  # fmt: skip
 
     # Two-line headers keep the table within 80 columns; other renderers show the line break as a space.
@@ -289,6 +171,7 @@ def console_table(results: RunResults) -> Table:
             "req/s",
             "audio s/\nwall s",
             "success",
+            "cut\nshort",
         ),
         rows=_rows(results, row, marker=" ⚠"),
         notes=("Measured requests only (warmup excluded). ⚠ client-bound: the client, not the server, was the limit.",),
@@ -526,12 +409,3 @@ def run_tables(results: RunResults, target_ms: float = DEFAULT_TTFA_TARGET_MS) -
         prompts_table(results),
         metadata_table(results),
     ]
-
-
-def table_dicts(tables: Sequence[Table]) -> list[dict[str, Any]]:
-    """Tables as plain dicts (for JSON/|tojson)."""
-    return [
-        {"key": t.key, "title": t.title, "columns": list(t.columns), "text_columns": list(t.text_columns),
-         "rows": [[c.text for c in row] for row in t.rows], "notes": list(t.notes)}
-        for t in tables
-    ]  # fmt: skip

@@ -15,7 +15,7 @@ from pathlib import Path
 from orpheus_bench.capacity.result import CapacityResult, LoadResult, read_result
 from orpheus_bench.capacity.search import CONCURRENCY, confident
 from orpheus_bench.capacity.slo import TermResult
-from orpheus_bench.results.tables import DASH, Cell, Table, fmt_ms, fmt_num, fmt_pct
+from orpheus_bench.report.format import DASH, Cell, Table, fmt_ms, fmt_num, fmt_pct
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,10 @@ from __future__ import annotations
 import pytest
 
 from orpheus_bench.records import AudioChunk, ErrorClass
-from orpheus_bench.results.compile import compile_records
-from orpheus_bench.results.tables import (
+from orpheus_bench.report.format import fmt_factor, fmt_ms, fmt_pct
+from orpheus_bench.report.tables import (
     console_table,
     errors_table,
-    fmt_factor,
-    fmt_ms,
-    fmt_pct,
     invalid_codes_table,
     metadata_table,
     prompts_table,
@@ -22,6 +19,7 @@ from orpheus_bench.results.tables import (
     ttfa_split_table,
     ttfa_table,
 )
+from orpheus_bench.results.compile import compile_records
 
 pytestmark = pytest.mark.unit
 
@@ -56,10 +54,17 @@ def test_ttfa_table_shape_and_status(results) -> None:  # type: ignore[no-untype
 
 def test_throughput_table_shape(results) -> None:  # type: ignore[no-untyped-def]
     t = throughput_table(results)
-    assert t.columns == ("Concurrency", "Throughput", "Total latency mean (ms)", "p50", "p99", "Success rate", "ok/n")
+    assert t.columns == (
+        "Concurrency", "Throughput", "Total latency mean (ms)", "p50", "p99", "Success rate", "Cut short",
+        "complete/n", "audio s / request", "throughput rests on",
+    )  # fmt: skip
     rows = [[c.text for c in r] for r in t.rows]
-    assert rows[0] == ["1 worker", "2.00 req/s", "500.0", "500.0", "500.0", "100%", "2/2"]  # 2 ok over 1.0 s
-    assert rows[1][5:] == ["50.0%", "1/2"]
+    # One worker, two requests of 0.5 s back to back, both sent with one in flight: 1 x 2 / 1.0 s.
+    assert rows[0] == ["1 worker", "2.00 req/s", "500.0", "500.0", "500.0", "100%", "0%", "2/2", "1.00",
+                       "2 steady-state req"]  # fmt: skip
+    # Four workers, but only two requests were ever in flight: 1 success / (2.0 -> 3.5 s).
+    assert rows[1][1] == "0.67 req/s"
+    assert rows[1][5:] == ["50.0%", "0%", "1/2", "1.00", "window (never held)"]
     assert t.rows[1][5].tone == "bad"
 
 
@@ -75,6 +80,7 @@ def test_console_table_has_the_seed_columns(results) -> None:  # type: ignore[no
         "req/s",
         "audio s/\nwall s",
         "success",
+        "cut\nshort",
     )
     assert t.title.endswith("(times in ms)")
     assert t.rows[1][0].text == "4 workers ⚠"  # short marker; the note explains it
