@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
         "--bootstrap",
         type=int,
         default=DEFAULT_RESAMPLES,
-        help="Bootstrap resamples for the comparison intervals (default: %(default)d).",
+        help="Bootstrap resamples for every interval, per level and in the comparison (default: %(default)d).",
     )
     p.add_argument("--seed", type=int, default=0, help="Bootstrap random seed (default: 0).")
     p.add_argument(
@@ -116,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
     """Compile the run(s), render the chosen format and write it."""
     fmt = _format(args)
     after_dir, before_dir = _runs(args)
-    after = compile_run(after_dir)
-    before = compile_run(before_dir) if before_dir is not None else None
+    # The per-level intervals come from the same engine, seed and resamples as the comparison's and the gate's.
+    after = compile_run(after_dir, n_resamples=args.bootstrap, seed=args.seed)
+    before = compile_run(before_dir, n_resamples=args.bootstrap, seed=args.seed) if before_dir is not None else None
     comparison = compare(before, after, n_resamples=args.bootstrap, seed=args.seed) if before is not None else None
     output = Path(args.output) if args.output else _default_output(fmt, after_dir, before_dir)
     console = Console(stderr=output is None)

@@ -28,6 +28,7 @@ from orpheus_bench.report.format import DEFAULT_TTFA_TARGET_MS, Table
 from orpheus_bench.report.json_out import report_first_lines, results_dict
 from orpheus_bench.report.tables import (
     errors_table,
+    intervals_table,
     invalid_codes_table,
     metadata_table,
     prompts_table,
@@ -186,6 +187,7 @@ def _run_view(
     role: str, results: RunResults, target_ms: float, per_level: int, budget: list[int], include_plots: bool
 ) -> dict[str, Any]:
     beyond: list[Table] = [
+        intervals_table(results),
         streaming_table(results),
         stall_table(results),
         ttfa_split_table(results),

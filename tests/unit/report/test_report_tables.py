@@ -110,6 +110,7 @@ def test_beyond_the_seed_tables(results) -> None:  # type: ignore[no-untyped-def
     assert [t.key for t in run_tables(results)] == [
         "ttfa",
         "throughput",
+        "intervals",
         "streaming",
         "stalls",
         "ttfa_split",
@@ -126,3 +127,16 @@ def test_formatting_rules() -> None:
     assert fmt_ms(None) == "–"
     assert fmt_pct(1.0) == "100%" and fmt_pct(0.995) == "99.5%"
     assert fmt_factor(5.24) == "5.2x" and fmt_factor(15.16) == "15x" and fmt_factor(float("inf")) == "∞"
+
+
+def test_intervals_table_shows_the_headline_statistics_with_intervals(make_record) -> None:  # type: ignore[no-untyped-def]
+    from orpheus_bench.report.tables import intervals_table
+
+    recs = [make_record(level=1, seq=i, start=float(i), ttfa=0.1 + 0.01 * i, total=1.0) for i in range(10)]
+    res = compile_records(recs, n_resamples=500)
+    table = intervals_table(res)
+    assert table.columns[:4] == ("Concurrency", "ttfa_ms p50", "ttfa_ms p95", "total_ms p50")
+    iv = res.level(1).intervals["ttfa_ms p50"]
+    assert iv.estimate == pytest.approx(145.0) and iv.low is not None and iv.low < 145.0 < (iv.high or 0.0)
+    assert table.rows[0][1].text.startswith("145.0 [")
+    assert table.rows[0][table.columns.index("success_rate")].text == "100% [100%, 100%]"
