@@ -54,6 +54,7 @@ class Reply:
 
     @property
     def frames(self) -> float:
+        """Audio frames spoken (fractional when the stream stopped mid-frame)."""
         return len(self.audio) / 7
 
 
