@@ -1,9 +1,12 @@
 """Fixtures for tests against a real llama-server serving the tiny Orpheus-format model.
 
-`tiny_model_path` builds (once, cached) the test GGUF; `llama_server_np4` and `llama_server_np1` start one
-llama-server each per test session from the `test-np4` / `test-np1` profiles and yield its base URL. When no
-llama-server is installed the tests that use them are skipped with the install hint, unless
-`ORPHEUS_BENCH_REQUIRE_LLAMA_SERVER=1` (CI sets it), which turns the skip into a failure.
+`tiny_model_path` builds (once, cached) the default test GGUF, which ends speech after about 4.7 frames per word
+of the prompt, like Orpheus; `tiny_fixed_model_path` the variant that never ends speech, for tests that count on
+exactly `n_predict` tokens. `llama_server_np4` and `llama_server_np1` start one llama-server each per test session
+from the `test-np4` / `test-np1` profiles on the default model, `llama_server_fixed_np4` and
+`llama_server_fixed_np1` the same on the fixed one, and yield its base URL. When no llama-server is installed the
+tests that use them are skipped with the install hint, unless `ORPHEUS_BENCH_REQUIRE_LLAMA_SERVER=1` (CI sets it),
+which turns the skip into a failure.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pytest
 from orpheus_bench.errors import LaunchError
 from orpheus_bench.server.binary import find_llama_server
 from orpheus_bench.server.launcher import LlamaServer
-from orpheus_bench.server.model_builder import cached_test_model
+from orpheus_bench.server.model_builder import TinyModelSpec, cached_test_model
 from orpheus_bench.server.profiles import resolve_profile
 
 REQUIRE_ENV = "ORPHEUS_BENCH_REQUIRE_LLAMA_SERVER"
@@ -34,8 +37,14 @@ def _require_binary() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_path() -> Path:
-    """The default tiny Orpheus-format GGUF (built on first use, then cached)."""
+    """The default tiny Orpheus-format GGUF, which ends speech (built on first use, then cached)."""
     return cached_test_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_fixed_model_path() -> Path:
+    """The tiny model that never ends speech: every request lasts exactly n_predict tokens or fills its slot."""
+    return cached_test_model(TinyModelSpec(speech="fixed"))
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +70,15 @@ def llama_server_np4(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFac
 def llama_server_np1(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a 1-slot llama-server (profile test-np1: 2048 tokens) for the whole session."""
     yield from _serve("test-np1", tiny_model_path, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def llama_server_fixed_np4(tiny_fixed_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`llama_server_np4` on the model that never ends speech."""
+    yield from _serve("test-np4", tiny_fixed_model_path, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def llama_server_fixed_np1(tiny_fixed_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`llama_server_np1` on the model that never ends speech."""
+    yield from _serve("test-np1", tiny_fixed_model_path, tmp_path_factory)

@@ -21,8 +21,10 @@ from orpheus_bench.server.profiles import resolve_profile
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-async def test_server_killed_mid_stream(llama_server_binary: Path, tiny_model_path: Path, tmp_path: Path) -> None:
-    server = LlamaServer(resolve_profile("test-np4"), tiny_model_path, log_path=tmp_path / "server.log")
+async def test_server_killed_mid_stream(llama_server_binary: Path, tiny_fixed_model_path: Path, tmp_path: Path) -> None:
+    # The fixed model: every finished request is exactly 100 frames, and 700-token streams are long enough that
+    # some are in flight at the kill (the default model would end a short prompt's speech after about 50 frames).
+    server = LlamaServer(resolve_profile("test-np4"), tiny_fixed_model_path, log_path=tmp_path / "server.log")
     server.start()
     out = tmp_path / "run"
     try:

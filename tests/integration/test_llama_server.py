@@ -62,8 +62,9 @@ async def _get(url: str, path: str) -> Any:
         return await resp.json(content_type=None)
 
 
-async def test_stream_yields_positional_audio_tokens(llama_server_np4: str) -> None:
-    events = await _stream(llama_server_np4, _body(ORPHEUS_PROMPT, 70, return_tokens=True))
+async def test_stream_yields_positional_audio_tokens(llama_server_fixed_np4: str) -> None:
+    # The fixed model: the default one would end this two-word prompt's speech after about 10 frames (70 tokens).
+    events = await _stream(llama_server_fixed_np4, _body(ORPHEUS_PROMPT, 70, return_tokens=True))
     text = "".join(e.get("content", "") for e in events)
     numbers = [int(n) for n in TOKEN_RE.findall(text)]
     assert len(numbers) == 70
@@ -108,11 +109,12 @@ def report_prompt(text: str) -> str:
     return f"<custom_token_3><|begin_of_text|>tara: {text}<|eot_id|><custom_token_4><custom_token_5><custom_token_1>"
 
 
-async def test_metrics_timeline_has_entries(llama_server_np4: str, tmp_path: Path) -> None:
+async def test_metrics_timeline_has_entries(llama_server_fixed_np4: str, tmp_path: Path) -> None:
+    # The fixed model, so four requests predict 4 x 120 tokens (the default one ends this prompt's speech sooner).
     out = tmp_path / "server.jsonl"
-    scraper = MetricsScraper(llama_server_np4, out, interval_s=0.1)
+    scraper = MetricsScraper(llama_server_fixed_np4, out, interval_s=0.1)
     await scraper.start()
-    await asyncio.gather(*(_stream(llama_server_np4, _body(ORPHEUS_PROMPT, 120)) for _ in range(4)))
+    await asyncio.gather(*(_stream(llama_server_fixed_np4, _body(ORPHEUS_PROMPT, 120)) for _ in range(4)))
     await scraper.stop()
     lines = read_server_timeline(out)
     assert len(lines) >= 2
@@ -131,12 +133,13 @@ async def test_np1_and_np4_slots(llama_server_np1: str, llama_server_np4: str) -
         assert len(slot_list) == slots and {s["n_ctx"] for s in slot_list} == {n_ctx}
 
 
-async def test_np1_defers_concurrent_requests(llama_server_np1: str) -> None:
+async def test_np1_defers_concurrent_requests(llama_server_fixed_np1: str) -> None:
+    # The fixed model: each request holds the slot for exactly 150 tokens.
     async def deferred_seen() -> float:
         peak = 0.0
         async with aiohttp.ClientSession(trust_env=False) as s:
             for _ in range(100):
-                async with s.get(f"{llama_server_np1}/metrics") as resp:
+                async with s.get(f"{llama_server_fixed_np1}/metrics") as resp:
                     text = await resp.text()
                 m = re.search(r"^llamacpp:requests_deferred (\S+)", text, re.MULTILINE)
                 peak = max(peak, float(m.group(1)) if m else 0.0)
@@ -145,7 +148,7 @@ async def test_np1_defers_concurrent_requests(llama_server_np1: str) -> None:
                 await asyncio.sleep(0.02)
         return peak
 
-    requests = [asyncio.create_task(_stream(llama_server_np1, _body(ORPHEUS_PROMPT, 150))) for _ in range(3)]
+    requests = [asyncio.create_task(_stream(llama_server_fixed_np1, _body(ORPHEUS_PROMPT, 150))) for _ in range(3)]
     peak = await deferred_seen()
     results = await asyncio.gather(*requests)
     assert peak >= 1, "a 1-slot server must queue the second and third request"

@@ -17,16 +17,16 @@ from orpheus_bench.scenario import scenario_from_dict
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[3]
-MAX_TOKENS = 70  # 10 frames: the tiny model never ends speech by itself
+MAX_TOKENS = 70  # 10 frames: on the fixed tiny model, which never ends speech by itself
 
 
 async def test_gate_on_a_real_llama_server_sweep(
-    llama_server_np4: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    llama_server_fixed_np4: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = tmp_path / "run"
     sc = scenario_from_dict(
         {
-            "host": llama_server_np4,
+            "host": llama_server_fixed_np4,
             "prompts": {"set": "short"},
             "sampling": {"max_tokens": MAX_TOKENS, "seed": 7},
             "decode": {"preset": "off"},
