@@ -202,10 +202,11 @@ def test_unreachable_server_is_a_server_error(tmp_path: Path) -> None:
 async def test_four_slots_hold_more_streams_than_one(
     llama_server_np1: str, llama_server_np4: str, tmp_path: Path
 ) -> None:
-    # 210 tokens = 30 frames per request on the tiny model. On one slot, two closed-loop streams take turns, so
-    # the median request waits a whole request before its first audio; four slots decode up to four together.
-    # The SLO's median TTFA sits halfway between one stream's TTFA and that wait, calibrated on this machine.
-    base = {"decode": {"preset": "off"}, "prompts": {"set": "short"}, "sampling": {"max_tokens": 210}}
+    # The short prompts' utterances take about 50 frames (350 tokens) on the tiny model and complete within 512
+    # (a cut-short request would miss the SLO). On one slot, two closed-loop streams take turns, so the median
+    # request waits a whole request before its first audio; four slots decode up to four together. The SLO's
+    # median TTFA sits halfway between one stream's TTFA and that wait, calibrated on this machine.
+    base = {"decode": {"preset": "off"}, "prompts": {"set": "short"}, "sampling": {"max_tokens": 512}}
     calibration = {**base, "host": llama_server_np1, "load": {"concurrency": [1], "requests_per_level": 4}}
     await execute_run(scenario_from_dict(calibration), tmp_path / "calibrate", doctor=False)
     single = compile_run(tmp_path / "calibrate").level(1)
