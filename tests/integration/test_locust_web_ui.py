@@ -198,6 +198,8 @@ def test_form_users_drive_levels_and_each_change_is_a_new_level(
     assert [lv.level for lv in compile_run(ui.run_dir).levels] == [3, 6]  # the report: one row per count tried
     # Locust counted what the run recorded, per level, and blamed the server for nothing.
     _assert_no_failures(stats)
+    tab = stats["extended_stats"][0]  # the TTS levels tab's rows ride on Locust's own poll
+    assert tab["key"] == "orpheus-bench" and [row["level"] for row in tab["data"]] == ["c=3", "c=6"]
     fired = [r for r in records if r.status is not Status.CANCELLED]
     assert sum(s["num_requests"] for s in _locust_rows(stats, "TTS total")) == len(fired)
     assert {s["method"] for s in _locust_rows(stats, "TTFA")} == {"c=3", "c=3 warmup", "c=6", "c=6 warmup"}
@@ -230,9 +232,8 @@ def test_stop_cancels_in_flight_requests_and_a_new_start_opens_a_new_run(
     _assert_no_failures(first_stats)
     assert sum(s["num_requests"] for s in _locust_rows(first_stats, "TTS total")) == len(first) - len(cancelled)
     meta = _run_json(ui.run_dir)
-    assert meta["complete"] is True and [(lv["label"], lv["interrupted"]) for lv in meta["levels"]] == [
-        ("c=4", False)
-    ]
+    assert meta["complete"] is True
+    assert [(lv["label"], lv["interrupted"]) for lv in meta["levels"]] == [("c=4", False)]
     assert compile_run(ui.run_dir).level(4).cancelled == len([r for r in cancelled if not r.warmup])
 
     # The second Start: its own directory and its own records; the first run's file is untouched.
