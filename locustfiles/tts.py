@@ -1,5 +1,6 @@
 """Load-test Orpheus TTS on llama-server with Locust, recording what ``orpheus-bench run`` records.
 
+    locust -f locustfiles/tts.py --host http://127.0.0.1:8080     # web UI: the users typed there are the levels
     locust -f locustfiles/tts.py --headless -u 4 -r 4 -t 30s --host http://127.0.0.1:8080
     locust -f locustfiles/tts.py --headless --host http://127.0.0.1:8080 \\
         --step-levels 1,2,4,8,12 --step-requests 20 --run-dir runs/locust-steps
@@ -20,4 +21,4 @@ class TTSUser(OrpheusTTSUser):
 
 
 class TTSShape(StepLoadShape):
-    """--step-levels 1,2,4,8,12 walks the levels; without it: -u users for -t, as one level."""
+    """--step-levels 1,2,4,8,12 walks the levels; without it: -u users for -t as one level (web UI: the form's)."""

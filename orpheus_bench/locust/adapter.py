@@ -10,10 +10,12 @@ command-line options and event listeners on ``locust.events``.
   audio milliseconds). Locust's own streaming timing stops at the response headers and is never reported.
 - `StepLoadShape`: walks ``--step-levels`` (e.g. 1,2,4,8,12), holding each for ``--step-requests`` or
   ``--step-duration``, with one warmup per user and level and a drain between levels; without
-  ``--step-levels`` it holds ``-u`` users (spawned at ``-r``) for ``-t`` as one level.
+  ``--step-levels`` it holds ``-u`` users (spawned at ``-r``) for ``-t`` as one level, and in the web UI it
+  follows the form: each user count set there (at Start or with Edit) is a new level, held until the next.
 
 Records land in ``--run-dir`` (``requests.jsonl`` + ``run.json``, the schema of ``orpheus-bench run``), which
-``orpheus-bench report`` reads. See docs/locust.md.
+``orpheus-bench report`` reads; in the web UI each Start opens a new run directory, and a TTS levels tab and a
+report link show this tool's numbers (`orpheus_bench.locust.webui`). See docs/locust.md.
 """
 
 from __future__ import annotations
@@ -69,10 +71,10 @@ class OrpheusTTSUser(FastHttpUser):
 
 
 class StepLoadShape(LoadTestShape):
-    """Step levels (or one level of ``-u`` users for ``-t``) driven by orpheus-bench's level controller."""
+    """Step levels (or one level of ``-u`` users for ``-t``, or the web UI form's users) driven by orpheus-bench."""
 
     abstract = True
-    use_common_options = True  # -u, -r and -t describe the single level when --step-levels is not given
+    use_common_options = True  # -u, -r and -t (or the web UI's form) describe the load without --step-levels
 
     def tick(self) -> tuple[int, float] | None:
         """(users, spawn rate) of the level in progress; None when the last level has drained."""
@@ -98,6 +100,11 @@ def _on_test_start(environment: Any, **_: Any) -> None:
 @events.test_stopping.add_listener
 def _on_test_stopping(environment: Any, **_: Any) -> None:
     bridge_of(environment).on_test_stopping()
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Any, **_: Any) -> None:
+    bridge_of(environment).on_test_stop()
 
 
 @events.quitting.add_listener

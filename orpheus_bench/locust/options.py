@@ -4,7 +4,9 @@ The scenario options are registered by the shared `orpheus_bench.cli_options.add
 Locust's parser minus the options Locust already owns (``--host``), so both entry points take the same flags
 and map them to the same scenario fields. Locust adds the step-shape options (``--step-levels``, ``--step-requests``,
 ``--step-duration``), ``--run-dir`` and ``--gate``. A master hands every one of these to its workers with each
-spawn message, so workers need no orpheus-bench flags of their own.
+spawn message, so workers need no orpheus-bench flags of their own. None of them is listed among the web UI's
+custom parameters: the decoder is loaded and the scenario resolved once per process, so a value edited in the
+form would be recorded in run.json without being used; the form sets users, spawn rate, host and run time.
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ class _LocustParserView:
         self._parser = parser
 
     def add_argument(self, *names: str, **kwargs: Any) -> Any:
-        if "--api-key" in names:
-            kwargs["is_secret"] = True  # masked in Locust's web UI
+        kwargs["include_in_web_ui"] = False  # see the module docstring
         try:
             return self._parser.add_argument(*names, **kwargs)
         except argparse.ArgumentError:
@@ -71,8 +72,13 @@ def scenario_from_options(options: Any, host: str | None) -> Scenario:
     return sc
 
 
-def step_plan(options: Any, sc: Scenario) -> StepPlan:
-    """The levels to walk: ``--step-levels``, else one level of ``-u`` users held for ``-t`` (or until stopped)."""
+def step_plan(options: Any, sc: Scenario, *, follow: bool = False) -> StepPlan:
+    """The levels to walk: ``--step-levels``, else one level of ``-u`` users held for ``-t`` (or until stopped).
+
+    `follow` (the web UI without ``--step-levels``): levels follow the form's user count, each held until the
+    count changes or the test stops (or for ``--step-requests`` / ``--step-duration``); ``-t`` then caps the
+    whole test instead of timing one level.
+    """
     requests = getattr(options, "step_requests", None)
     duration = getattr(options, "step_duration", None)
     if requests and duration:
@@ -86,6 +92,16 @@ def step_plan(options: Any, sc: Scenario) -> StepPlan:
                 requests = None
         return StepPlan(tuple(levels), requests, duration, warmup=sc.load.warmup, drain_timeout_s=drain)
     users = int(getattr(options, "num_users", None) or 1)
+    if follow:
+        return StepPlan(
+            (max(users, 1),),  # a placeholder: the first level takes the form's count
+            requests or None,
+            duration or None,
+            warmup=sc.load.warmup,
+            spawn_rate=getattr(options, "spawn_rate", None),
+            drain_timeout_s=drain,
+            follow=True,
+        )
     if not requests and not duration:
         duration = getattr(options, "run_time", None) or None
     return StepPlan(

@@ -3,8 +3,12 @@
 It owns the `LevelController` the load shape ticks, writes ``runs/<name>/requests.jsonl`` through the same
 `JsonlSink` and ``run.json`` through the same `RunDirectory` as ``orpheus-bench run`` (``driver: "locust"``),
 and adds each level's summary as the level ends. When the run is over it closes the directory (``complete``
-only when every level ran to its end) and, when the scenario names gate rules, evaluates them on the raw
-records of the run directory: Locust's exit code then follows the gates, not Locust's rounded percentiles.
+only when no level was cut short: see `LevelController.complete`) and, when the scenario names gate rules,
+evaluates them on the raw records of the run directory: Locust's exit code then follows the gates, not
+Locust's rounded percentiles. It also keeps the run's `LiveRun`, the per-level numbers the web UI shows.
+
+One Locust process can make several runs (Start, Stop, Start again in the web UI): each is its own `RunSide`
+in its own directory, the first at ``--run-dir``, the next ones beside it (`next_run_path`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from orpheus_bench.cli_options import safe_cli_args
 from orpheus_bench.locust.levels import LevelController, LevelState, StepPlan
+from orpheus_bench.locust.live import LiveRun
 from orpheus_bench.records import RequestRecord
 from orpheus_bench.rundir import RunDirectory
 from orpheus_bench.scenario import Scenario
@@ -46,6 +51,16 @@ def apply_gates(rules: Any, run_dir: Path) -> int:
     return int(evaluate_and_print(rules, run_dir, Console(stderr=True)))
 
 
+def next_run_path(first: Path, number: int) -> Path:
+    """Where run `number` (2, 3, ...) of a Locust session goes: ``<first>-<number>``, or the next free suffix."""
+    n = number
+    while True:
+        path = first.with_name(f"{first.name}-{n}")
+        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+            return path
+        n += 1
+
+
 def fetch_props(host: str, api_key: str | None) -> dict[str, Any] | None:
     """GET /props (best effort, for run.json); None when the server does not answer it."""
     req = urllib.request.Request(host.rstrip("/") + "/props")
@@ -68,27 +83,39 @@ class RunSide:
         self,
         sc: Scenario,
         plan: StepPlan,
-        out_dir: str | Path,
+        rundir: RunDirectory,
         *,
-        force: bool,
+        gate_rules: Any,
         publish: Callable[[LevelState], None],
         nodes: Callable[[], set[str]],
         locust_info: dict[str, Any],
         api_key: str | None = None,
+        run_id: int = 1,
+        users_running: Callable[[], int] | None = None,
     ) -> None:
         self.scenario = sc
-        self.gate_rules = load_gate_rules(sc.gate) if sc.gate else None
-        self.rundir = RunDirectory(out_dir, force=force)
+        self.run_id = run_id
+        self.gate_rules = gate_rules
+        self.rundir = rundir
         self.rundir.start(
             driver="locust",
             scenario=sc.model_dump(mode="json"),
             cli_args={"argv": safe_cli_args(sys.argv[1:])},
             host=sc.host,
-            planned_levels=[f"c={u}" for u in plan.levels],
-            locust=locust_info,
+            planned_levels=[] if plan.follow else [f"c={u}" for u in plan.levels],
+            locust={**locust_info, "session_run": run_id},
         )
         self.sink = JsonlSink(self.rundir.requests_path)
-        self.controller = LevelController(plan, publish=publish, nodes=nodes, on_level_end=self._level_end)
+        self.live = LiveRun(self.rundir.path.name)
+        self._publish = publish
+        self.controller = LevelController(
+            plan,
+            publish=self._on_state,
+            nodes=nodes,
+            on_level_end=self._level_end,
+            run=run_id,
+            users_running=users_running,
+        )
         self.finished = False
         self.rundir.update(server_props=fetch_props(sc.host, api_key))
 
@@ -99,6 +126,7 @@ class RunSide:
             log.warning("record %s arrived after the run was closed; dropped", record.request_id)
             return
         self.sink.emit(record)
+        self.live.record(record)
         self.controller.record(record)
 
     def on_ready(self, node: str, snac: dict[str, Any] | None, error: str | None) -> None:
@@ -113,8 +141,18 @@ class RunSide:
         """A user process has nothing in flight at a draining level."""
         self.controller.idle(node, index, lag_ms, decode)
 
+    def _on_state(self, state: LevelState) -> None:
+        self.live.phase(state.label, state.phase)
+        self._publish(state)
+
     def _level_end(self, summary: dict[str, Any]) -> None:
         self.sink.level_done(int(summary["level"]))
+        self.live.ended(str(summary["label"]), interrupted=bool(summary["interrupted"]))
+        if self.controller.plan.follow:
+            # What the person tried, in order: the scenario's load and the plan say what ran.
+            ran = [int(s["level"]) for s in self.controller.summaries]
+            self.rundir.meta["scenario"]["load"]["concurrency"] = ran
+            self.rundir.meta["planned_levels"] = [str(s["label"]) for s in self.controller.summaries]
         self.rundir.add_level(summary)
 
     # ---- the end ------------------------------------------------------------------------------------
@@ -124,10 +162,9 @@ class RunSide:
             return None
         self.finished = True
         ctl = self.controller
-        ctl.close(interrupted=True)  # a no-op when every level ended on its own
-        complete = ctl.finished and ctl.failed is None
+        ctl.stop()  # a no-op when every level ended on its own
         self.sink.close()
-        self.rundir.finish(complete=complete, records=self.sink.count, failure=ctl.failed)
+        self.rundir.finish(complete=ctl.complete, records=self.sink.count, failure=ctl.failed)
         if ctl.failed is not None:
             return EXIT_CONFIG
         if self.gate_rules is not None:

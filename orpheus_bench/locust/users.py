@@ -7,7 +7,8 @@ sequence number and the prompt. `UserSide.speak` then runs one request through `
 audio milliseconds as ``response_length``; a failure carries its classified error), and to the run's side
 (directly, or as a message to the master). A cancelled request (Locust killing its users) is recorded but not
 fired: it says nothing about the server. Records are never fired twice and never lost, so the run directory's
-request count equals Locust's ``TTS total`` count.
+request count equals Locust's ``TTS total`` count. Each record goes out with the number of the run it belongs
+to, so a web UI session's second run never receives a straggler of the first.
 
 Locust's request type carries the level (``c=4``, ``c=4 warmup``), so its tables keep levels apart.
 """
@@ -134,9 +135,9 @@ class UserSide:
         *,
         node: str,
         node_index: int,
-        publish_record: Callable[[RequestRecord], None],
+        publish_record: Callable[[RequestRecord, int], None],
         report_ready: Callable[[dict[str, Any] | None, str | None], None],
-        report_idle: Callable[[int, list[float], dict[str, Any] | None], None],
+        report_idle: Callable[[int, int, list[float], dict[str, Any] | None], None],
     ) -> None:
         self.events = events
         self.node = node
@@ -155,14 +156,13 @@ class UserSide:
         self._seq: dict[int, int] = {}
         self._idle_sent: set[int] = set()
         self._origin_perf: float | None = None
+        self._run: int | None = None
         self.lag = HubLagMonitor()
 
     # ---- setup -------------------------------------------------------------------------------------
     def configure(self, sc: Scenario, api_key: str | None, factory: DecoderFactory | None) -> None:
         """Resolve the target and prompts, start the decoder (on its own thread) and the lag monitor."""
-        self.target = Target.from_scenario(sc, api_key=api_key)
-        self.prompts = sc.prompts.load()
-        random.Random(sc.load.seed).shuffle(self.prompts)  # the aiohttp runner's order
+        self.retarget(sc, api_key)
         self.lag.start()
         if sc.decode.preset == "off":
             self._set_ready(
@@ -179,6 +179,12 @@ class UserSide:
         self.decoder = DecodeHost(lambda: build_decode_service(sc, factory, info))
         self.decoder.start()
         gevent.spawn(self._await_decoder, info)
+
+    def retarget(self, sc: Scenario, api_key: str | None) -> None:
+        """Target and prompts of the next run (the web UI's form may have changed the host); the decoder stays."""
+        self.target = Target.from_scenario(sc, api_key=api_key)
+        self.prompts = sc.prompts.load()
+        random.Random(sc.load.seed).shuffle(self.prompts)  # the aiohttp runner's order
 
     def _await_decoder(self, info: dict[str, Any]) -> None:
         assert self.decoder is not None
@@ -206,6 +212,8 @@ class UserSide:
     # ---- levels ------------------------------------------------------------------------------------
     def apply(self, state: LevelState) -> None:
         """A new level state from the controller."""
+        if self._run != state.run:
+            self._begin_run(state.run)
         if self._origin_perf is None:
             self._origin_perf = time.perf_counter() - (time.time() - state.origin_wall)
         prev = self.state
@@ -214,6 +222,20 @@ class UserSide:
         self.state = state
         self._notify()
         self._maybe_idle()
+
+    def _begin_run(self, run: int) -> None:
+        # Sequence numbers, idle reports and the run clock belong to one run.
+        self._run = run
+        self._seq.clear()
+        self._idle_sent.clear()
+        self._origin_perf = None
+        self.state = None
+
+    def end_run(self) -> None:
+        """Locust stopped every user (``test_stop``): nobody may send until the next run's first level."""
+        self.state = None
+        self._numbers = itertools.count()
+        self._notify()
 
     def run_clock(self) -> float:
         """Seconds on the run's clock (aligned to the controller's origin through the wall clock)."""
@@ -278,7 +300,7 @@ class UserSide:
         if record.status is not Status.CANCELLED:
             url = self.target.url if self.target is not None else ""
             fire_events(self.events, turn, record, url)
-        self._publish_record(record)
+        self._publish_record(record, turn.state.run)
         self._maybe_idle()
 
     def _maybe_idle(self) -> None:
@@ -287,4 +309,4 @@ class UserSide:
             return
         self._idle_sent.add(st.index)
         stats = self.decoder.stats() if self.decoder is not None else None
-        self._report_idle(st.index, self.lag.take(), dataclasses.asdict(stats) if stats else None)
+        self._report_idle(st.run, st.index, self.lag.take(), dataclasses.asdict(stats) if stats else None)

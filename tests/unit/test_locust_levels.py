@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from orpheus_bench.errors import ConfigError
 from orpheus_bench.locust.levels import LevelController, LevelState, StepPlan
 from orpheus_bench.locust.options import recorded_scenario, step_plan
+from orpheus_bench.locust.runside import next_run_path
 from orpheus_bench.records import ErrorClass, RequestRecord, Status
 from orpheus_bench.scenario import Scenario
 
@@ -27,11 +29,12 @@ class Clock:
 class Harness:
     """A controller with a fake clock, a recording publisher and a fixed set of user processes."""
 
-    def __init__(self, plan: StepPlan, nodes: set[str] | None = None) -> None:
+    def __init__(self, plan: StepPlan, nodes: set[str] | None = None, *, track_users: bool = False) -> None:
         self.clock = Clock()
         self.published: list[LevelState] = []
         self.nodes = nodes if nodes is not None else {"a", "b"}
         self.ended: list[dict[str, Any]] = []
+        self.running_users = 0  # what Locust runs now, when the controller is told (track_users)
         self.ctl = LevelController(
             plan,
             publish=self.published.append,
@@ -39,9 +42,13 @@ class Harness:
             on_level_end=self.ended.append,
             clock=self.clock,
             wall=lambda: 1_700_000_000.0,
+            run=2,
+            users_running=(lambda: self.running_users) if track_users else None,
         )
 
-    def finish(self, *, warmup: bool, status: Status = Status.OK, duration_s: float = 0.5) -> RequestRecord:
+    def finish(
+        self, *, warmup: bool, status: Status = Status.OK, duration_s: float = 0.5, label: str | None = None
+    ) -> RequestRecord:
         st = self.ctl.state
         assert st is not None
         rec = RequestRecord(
@@ -58,7 +65,7 @@ class Harness:
             driver="locust",
             wall_start=0.0,
             run_offset_s=self.ctl.run_clock(),
-            level_label=st.label,
+            level_label=label or st.label,
             t_end_s=duration_s,
             status=status,
         )
@@ -184,12 +191,154 @@ def test_close_mid_level_keeps_a_summary_marked_interrupted() -> None:
 
 
 def test_level_state_travels_as_a_plain_dict() -> None:
-    st = LevelState(2, 8, "drain", True, 3, 12.5, 1_700_000_000.0, 2)
+    st = LevelState(2, 8, "drain", True, 3, 12.5, 1_700_000_000.0, 2, run=3, repeat=1)
     msg = st.to_message()
     assert LevelState.from_message({**msg, "unknown": 1}) == st
-    assert st.label == "c=8"
+    assert st.label == "c=8 #2"
     with pytest.raises(ValueError):
         LevelState.from_message({**msg, "phase": "sprint"})
+    older = {k: v for k, v in msg.items() if k not in ("run", "repeat")}  # from a worker one version behind
+    assert LevelState.from_message(older) == LevelState(2, 8, "drain", True, 3, 12.5, 1_700_000_000.0, 2)
+
+
+# ---- follow plans: the web UI's form sets the user count ------------------------------------------------
+
+
+def _follow(plan: StepPlan | None = None, **kw: Any) -> Harness:
+    h = Harness(plan or StepPlan((1,), follow=True), nodes={"local"}, **kw)
+    return h
+
+
+def _measure(h: Harness, users: int, measured: int = 2) -> None:
+    for _ in range(users):
+        h.finish(warmup=True)
+    for _ in range(measured):
+        h.finish(warmup=False)
+
+
+def test_follow_plan_runs_the_form_count_and_makes_each_change_a_new_level() -> None:
+    h = _follow()
+    h.ctl.want(3, 3.0)
+    assert h.ctl.tick() == (3, 3.0)
+    assert (h.published[-1].phase, h.published[-1].users, h.published[-1].run) == ("wait", 3, 2)
+    h.ctl.want(4, 2.0)  # edited before the decoders were loaded: nothing ran at 3
+    assert h.ctl.tick() == (4, 2.0) and h.published[-1].users == 4
+    h.ctl.ready("local")
+    run = h.published[-1]
+    assert (run.phase, run.index, run.label, run.quota, run.deadline_s) == ("run", 0, "c=4", None, None)
+    _measure(h, 4, measured=5)
+    h.clock.t += 60.0
+    assert h.ctl.tick() == (4, 2.0) and h.published[-1].phase == "run"  # held: no quota, no deadline
+    h.ctl.want(6, 6.0)
+    assert h.ctl.tick() == (4, 6.0) and h.published[-1].phase == "drain"
+    h.idle_all()
+    assert h.ctl.tick() == (6, 6.0)
+    level2 = h.published[-1]
+    assert (level2.phase, level2.index, level2.label) == ("run", 1, "c=6")
+    assert [(s["label"], s["sent"], s["interrupted"]) for s in h.ended] == [("c=4", 9, False)]
+    _measure(h, 6)
+    h.finish(warmup=False, status=Status.CANCELLED)  # in flight when Stop was pressed
+    h.ctl.stop()
+    assert [(s["label"], s["interrupted"]) for s in h.ended] == [("c=4", False), ("c=6", False)]
+    assert h.ended[1]["sent"] == 9 and h.ctl.complete and h.ctl.tick() is None
+
+
+def test_follow_plan_waits_for_locust_to_stop_users_before_a_smaller_level_runs() -> None:
+    h = _follow(track_users=True)
+    h.ctl.want(6)
+    h.ctl.tick()
+    h.ctl.ready("local")
+    h.running_users = 6
+    _measure(h, 6)
+    h.ctl.want(2)
+    h.ctl.tick()
+    h.idle_all()
+    assert h.ctl.tick() == (2, 2.0)
+    assert (h.published[-1].phase, h.published[-1].label) == ("wait", "c=2")  # 6 users could still send
+    h.running_users = 4
+    h.ctl.tick()
+    assert h.published[-1].phase == "wait"
+    h.running_users = 2
+    h.ctl.tick()
+    assert (h.published[-1].phase, h.published[-1].index) == ("run", 1)
+
+
+def test_follow_plan_stop_cuts_short_only_a_level_with_its_own_end() -> None:
+    quota = _follow(StepPlan((1,), requests=50, follow=True))
+    quota.ctl.want(2)
+    quota.ctl.tick()
+    quota.ctl.ready("local")
+    _measure(quota, 2)
+    quota.ctl.stop()
+    assert quota.ended[0]["interrupted"] is True and not quota.ctl.complete
+
+    loading = _follow()  # stopped while the decoders were still loading: nothing ran, nothing to summarise
+    loading.ctl.tick()
+    loading.ctl.stop()
+    assert loading.ended == [] and not loading.ctl.complete
+
+    draining = _follow()  # stopped while a level drained for a new count: that level had ended
+    draining.ctl.want(2)
+    draining.ctl.tick()
+    draining.ctl.ready("local")
+    _measure(draining, 2)
+    draining.ctl.want(3)
+    draining.ctl.tick()
+    assert draining.published[-1].phase == "drain"
+    draining.ctl.stop()
+    assert [s["interrupted"] for s in draining.ended] == [False] and draining.ctl.complete
+
+
+def test_follow_level_with_a_quota_or_a_run_time_ends_the_test_after_its_drain() -> None:
+    h = _follow(StepPlan((1,), requests=2, follow=True))
+    h.ctl.want(2)
+    h.ctl.tick()
+    h.ctl.ready("local")
+    _measure(h, 2, measured=2)
+    assert h.published[-1].phase == "drain"
+    h.idle_all()
+    assert h.ctl.tick() is None and h.ctl.finished and h.ctl.complete
+    assert h.published[-1].phase == "done"
+
+    capped = _follow()
+    capped.ctl.want(3)
+    capped.ctl.tick()
+    capped.ctl.ready("local")
+    _measure(capped, 3)
+    capped.ctl.end_after_drain()  # -t reached
+    capped.ctl.tick()
+    assert capped.published[-1].phase == "drain"
+    capped.idle_all()
+    assert capped.ctl.tick() is None and capped.ctl.complete and capped.ended[0]["interrupted"] is False
+
+
+def test_a_user_count_tried_again_is_a_level_of_its_own() -> None:
+    h = _follow()
+    for users in (3, 6, 3):
+        h.ctl.want(users)
+        h.ctl.tick()
+        if users == 3 and not h.ended:
+            h.ctl.ready("local")
+        elif h.published[-1].phase == "drain":
+            h.idle_all()
+            h.ctl.tick()
+        _measure(h, users, measured=1)
+    st = h.ctl.state
+    assert st is not None and (st.label, st.repeat, st.index) == ("c=3 #2", 1, 2)
+    h.finish(warmup=False, label="c=3")  # a straggler of the first level at 3 users
+    h.ctl.stop()
+    assert [s["label"] for s in h.ended] == ["c=3", "c=6", "c=3 #2"]
+    assert [s["level"] for s in h.ended] == [3, 6, 3] and h.ended[2]["sent"] == 4
+
+
+def test_next_run_path_never_reuses_a_directory(tmp_path: Path) -> None:
+    first = tmp_path / "ui"
+    assert next_run_path(first, 2) == tmp_path / "ui-2"
+    (tmp_path / "ui-2").mkdir()
+    assert next_run_path(first, 2) == tmp_path / "ui-2"  # empty: nothing to lose
+    (tmp_path / "ui-2" / "run.json").write_text("{}")
+    (tmp_path / "ui-3").write_text("a file")
+    assert next_run_path(first, 2) == tmp_path / "ui-4"
 
 
 def _options(**kw: Any) -> argparse.Namespace:
@@ -218,3 +367,7 @@ def test_step_plan_from_options_and_scenario() -> None:
         step_plan(_options(step_levels=[1], step_requests=5, step_duration=3.0), sc)
     recorded = recorded_scenario(sc, plan)
     assert recorded.load.concurrency == [1, 2] and recorded.load.requests_per_level == plan.requests
+    # The web UI: levels follow the form; -t caps the test instead of timing the level.
+    form = step_plan(_options(num_users=3, spawn_rate=1.5, run_time=30), sc, follow=True)
+    assert (form.follow, form.levels, form.duration_s, form.requests, form.spawn_rate) == (True, (3,), None, None, 1.5)
+    assert step_plan(_options(step_requests=8), sc, follow=True).requests == 8
