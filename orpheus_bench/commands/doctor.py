@@ -2,9 +2,12 @@
 
     orpheus-bench doctor --host http://127.0.0.1:8080 [--scenario S] [--max-tokens N] [--concurrency N]
 
-Reports: server up or loading, per-slot context against the scenario's prompts + max_tokens (naming each
-prompt that gets no audio or is cut short), /metrics on, an Orpheus vocabulary, slots against concurrency.
-Exit codes: 0 no failed check (warnings allowed), 1 a check failed, 3 server unreachable.
+Reports: server up or loading; for each prompt, the per-slot context and max_tokens against the prompt and the
+speech its words ask for (about 4-6 frames per word: which prompts get no audio, which will certainly be cut
+short, which may be); /metrics on; an Orpheus vocabulary; slots against concurrency. Without --scenario or
+--prompt-file the default scenario's prompts (the seed-lengths set) and max_tokens (512) are checked.
+Exit codes: 0 no failed check (warnings allowed), 1 a check failed (requests will get no audio or will
+certainly be cut short, among others), 3 server unreachable.
 """
 
 from __future__ import annotations
@@ -42,20 +45,15 @@ def register(subparsers: Any) -> None:
 
 def _inputs(args: argparse.Namespace) -> tuple[str, dict[str, str], int | None, int | None, str | None]:
     """(host, prompts by id, max_tokens, concurrency, voice) from the scenario and the flags."""
-    host = "http://127.0.0.1:8080"
-    prompts: dict[str, str] = {}
-    max_tokens: int | None = None
-    concurrency: int | None = None
-    voice: str | None = "tara"
-    if args.scenario:
-        from orpheus_bench.scenario import load_scenario
+    from orpheus_bench.scenario import Scenario, load_scenario
 
-        sc = load_scenario(args.scenario)
-        host = sc.host
-        prompts = {p.id: p.text for p in sc.prompts.load()}
-        max_tokens = sc.sampling.max_tokens
-        concurrency = None if sc.load.rate else max(sc.load.concurrency)
-        voice = sc.prompts.voice
+    # The default scenario when none is given: a run without flags would send these prompts and max_tokens.
+    sc = load_scenario(args.scenario) if args.scenario else Scenario()
+    host = sc.host
+    prompts = {p.id: p.text for p in sc.prompts.load()}
+    max_tokens: int | None = sc.sampling.max_tokens
+    concurrency = (None if sc.load.rate else max(sc.load.concurrency)) if args.scenario else None
+    voice = sc.prompts.voice
     if args.prompt_file:
         from orpheus_bench.prompts import from_file
 

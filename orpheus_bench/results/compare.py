@@ -452,17 +452,10 @@ def compare(
 def first_lines(
     before: RunResults, after: RunResults, exclusions: Sequence[Exclusion], equal_work: bool, ratio: float | None
 ) -> list[str]:
-    """What a reader must know before reading any factor: the doctor's findings, cut-short shares, client-bound
-    levels left out, random SNAC weights, and whether the work per request was equal."""
+    """What a reader must know before reading any factor: whether the work per request was equal, the levels
+    left out and why, then each run's own first lines (the doctor's findings, cut-short shares and the slot
+    arithmetic behind them, client-bound levels, random SNAC weights)."""
     out: list[str] = []
-    for results, role in ((before, "before"), (after, "after")):
-        out.extend(f"{role}: {line}" for line in doctor_findings(results))
-        s = results.summary
-        if s.cut_short:
-            out.append(
-                f"{role}: {s.cut_short} of {s.measured} measured requests were cut short by a length limit "
-                f"({(s.cut_short_rate or 0.0):.0%}); success counts complete utterances only."
-            )
     if not equal_work and ratio is not None:
         out.append(
             f"The runs did different work: after's requests delivered {ratio:.2f}x the audio of before's, so "
@@ -473,17 +466,9 @@ def first_lines(
         out.append(
             "Left out of the headline factors: " + "; ".join(f"{e.label} ({e.reason})" for e in exclusions) + "."
         )
+    snac = "SNAC weights were random"
+    for results, role in ((before, "before"), (after, "after")):
+        out.extend(f"{role}: {w}" for w in results.warnings if not w.startswith(snac))
     if before.meta.snac_random or after.meta.snac_random:
         out.append("SNAC weights were random: the audio is noise; timings and continuity are real, sound is not.")
-    return out
-
-
-def doctor_findings(results: RunResults) -> list[str]:
-    """The doctor's non-ok checks stored in run.json, as one line each."""
-    doctor = results.meta.doctor
-    checks = doctor.get("checks") if isinstance(doctor, dict) else None
-    out = []
-    for check in checks or []:
-        if isinstance(check, dict) and check.get("level") not in (None, "ok"):
-            out.append(f"doctor {check.get('level')}: {check.get('name')}: {check.get('message')}")
     return out

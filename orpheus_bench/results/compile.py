@@ -275,8 +275,49 @@ def _request_row(r: RequestRecord) -> RequestRow:
     )
 
 
+def doctor_findings(meta: RunMeta) -> list[str]:
+    """The doctor's non-ok checks stored in run.json, one line each (what it found before the first request)."""
+    doctor = meta.doctor
+    checks = doctor.get("checks") if isinstance(doctor, dict) else None
+    out = []
+    for check in checks or []:
+        if isinstance(check, dict) and check.get("level") not in (None, "ok"):
+            out.append(f"doctor {check.get('level')}: {check.get('name')}: {check.get('message')}")
+    return out
+
+
+def slot_arithmetic(meta: RunMeta, levels: Sequence[LevelResult]) -> str | None:
+    """When the slot's context cut utterances short: the per-slot arithmetic of the server that did it."""
+    cut = sum(lv.cut_limits.get("slot_context", 0) for lv in levels)
+    props = meta.server_props or {}
+    settings = props.get("default_generation_settings")
+    per_slot = settings.get("n_ctx") if isinstance(settings, dict) else None
+    slots = props.get("total_slots")
+    if not cut or not isinstance(per_slot, int) or not isinstance(slots, int):
+        return None
+    launch = meta.other.get("server_launch")
+    argv = launch.get("argv") if isinstance(launch, dict) else None
+    ctx = None
+    if isinstance(argv, list) and "-c" in argv and argv.index("-c") + 1 < len(argv):
+        ctx = argv[argv.index("-c") + 1]
+    split = f"-c {ctx} split across {slots} slots" if ctx else f"the context split across {slots} slots"
+    unpadded = (
+        f" ({int(ctx) // slots} before this build pads a slot up to a multiple of 256)"
+        if ctx and str(ctx).isdigit()
+        else ""
+    )
+    max_tokens = (meta.scenario.get("sampling") or {}).get("max_tokens") if isinstance(meta.scenario, dict) else None
+    asked = f" while each request asked for up to {max_tokens} tokens" if max_tokens else ""
+    return (
+        f"Each slot held {per_slot} tokens ({split}{unpadded}): prompt plus speech must fit in it{asked}, so "
+        f"{cut} utterance(s) ended when their slot was full. Raise -c, lower -np, or use a unified KV cache."
+    )
+
+
 def _warnings(meta: RunMeta, levels: Sequence[LevelResult], records: Sequence[RequestRecord], policy: str) -> list[str]:
-    out: list[str] = []
+    # What a reader must know before any number, most important first: the doctor's findings, cut-short
+    # utterances and why, the client-bound levels, random SNAC weights.
+    out: list[str] = doctor_findings(meta)
     if meta.other.get("synthetic"):
         out.append("This run is synthetic (generated for tests and examples): no number in it was measured.")
     if meta.complete is False:
@@ -299,6 +340,15 @@ def _warnings(meta: RunMeta, levels: Sequence[LevelResult], records: Sequence[Re
             f"{total} of {counted} measured requests were cut short by a length limit ({why}): their utterances "
             f"did not finish, so they count as {counts_as}, and their audio is shorter than a complete one."
         )
+        arithmetic = slot_arithmetic(meta, levels)
+        if arithmetic:
+            out.append(arithmetic)
+    bound = [lv.label for lv in levels if lv.client_bound]
+    if bound:
+        out.append(
+            f"Client-bound at {', '.join(bound)}: the client, not the server, was the bottleneck there, so those "
+            "numbers understate the server."
+        )
     if meta.snac_random:
         out.append("SNAC weights were random: the audio is noise. Timings and continuity are real; sound is not.")
     decode = (meta.snac or {}).get("decode") or {}
@@ -306,12 +356,6 @@ def _warnings(meta: RunMeta, levels: Sequence[LevelResult], records: Sequence[Re
         out.append(
             "Decoding was off: TTFA is when the first decode window's tokens had arrived and audio seconds are what "
             "the tokens encode, as if SNAC decoding cost nothing on the client."
-        )
-    bound = [lv.label for lv in levels if lv.client_bound]
-    if bound:
-        out.append(
-            f"Client-bound at {', '.join(bound)}: the client, not the server, was the bottleneck there, so those "
-            "numbers understate the server."
         )
     for lv in levels:
         if lv.n == 0:

@@ -1,9 +1,15 @@
 """Pre-flight checks of a llama-server for an Orpheus benchmark: the problems the seed experiment ran into.
 
 `run_checks` reads /health, /props, /slots and /metrics and tokenizes through POST /tokenize, then judges:
-is the server up (503 = still loading), does each prompt plus `max_tokens` fit the *per-slot* context (and
-which prompts will be refused or truncated), is `--metrics` on, is this an Orpheus vocabulary
-(`<custom_token_N>` is one token), and are there fewer slots than planned concurrency (requests will queue).
+is the server up (503 = still loading), will each prompt's utterance fit (the *per-slot* context and
+`max_tokens` against the prompt and the speech its text asks for: which prompts get no audio, which will
+certainly be cut short, which may be), is `--metrics` on, is this an Orpheus vocabulary (`<custom_token_N>` is
+one token), and are there fewer slots than planned concurrency (requests will queue).
+
+Expected speech: Orpheus speaks about 4 to 6 frames (7 audio tokens each) per word of text, roughly 2.5 words a
+second. A prompt whose room (the slot's context minus the prompt) or `max_tokens` is below the low end
+(`FRAMES_PER_WORD_LOW`) will certainly be cut short: that fails the check, as no audio does. Below the high
+end it may be cut short: a warning.
 The judging functions are pure and take the fetched JSON, so they are tested on canned answers; `run_checks`
 is the thin aiohttp driver. Problems are data (`DoctorCheck`), never exceptions.
 """
@@ -31,6 +37,10 @@ ORPHEUS_PROMPT_START = "<custom_token_3>"
 _SPECIAL_RE = re.compile(r"<custom_token_\d+>|<\|[a-z_0-9]+\|>")
 CHARS_PER_TOKEN_ESTIMATE = 3.5
 TOKENIZE_CONCURRENCY = 8  # /tokenize calls in flight: enough to be quick, few enough not to load the server
+FRAMES_PER_WORD_LOW = 4.0  # Orpheus speaks about 4-6 frames (~0.34-0.51 s of audio) per word of English text
+FRAMES_PER_WORD_HIGH = 6.0
+_WORD_RE = re.compile(r"[A-Za-z0-9']+")
+Verdict = Literal["fits", "may_be_cut", "cut_short", "no_audio"]
 
 
 @dataclass(slots=True)
@@ -49,7 +59,9 @@ class DoctorCheck:
 
 @dataclass(slots=True)
 class PromptFit:
-    """How one prompt fits one slot: `fits`, `truncated` (fewer tokens than max_tokens) or `no_audio`."""
+    """How one prompt's utterance fits: `fits`, `may_be_cut`, `cut_short` (certainly: the slot's room or
+    max_tokens is below the shortest speech its words ask for) or `no_audio` (not one frame of room); `limit`
+    names what cuts it (``slot_context`` or ``max_tokens``)."""
 
     prompt_id: str
     excerpt: str
@@ -57,8 +69,15 @@ class PromptFit:
     estimated: bool
     n_ctx_slot: int
     max_tokens: int | None
-    verdict: Literal["fits", "truncated", "no_audio"]
+    verdict: Verdict
     room_tokens: int
+    words: int = 0
+    limit: str | None = None
+
+    @property
+    def speech_tokens(self) -> tuple[int, int]:
+        """(low, high) audio tokens Orpheus speaks for this prompt's words, end of speech included."""
+        return speech_tokens(self.words)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -71,6 +90,9 @@ class PromptFit:
             "max_tokens": self.max_tokens,
             "verdict": self.verdict,
             "room_tokens": self.room_tokens,
+            "words": self.words,
+            "speech_tokens": list(self.speech_tokens),
+            "limit": self.limit,
         }
 
 
@@ -161,20 +183,49 @@ def as_sent(text: str, voice: str | None) -> str:
     return format_prompt(text, voice)
 
 
+def word_count(text: str) -> int:
+    """Words of the text to be spoken (Orpheus' markers and the voice prefix left out)."""
+    plain = _SPECIAL_RE.sub(" ", text)
+    if ORPHEUS_PROMPT_START in text and ":" in plain:
+        plain = plain.split(":", 1)[1]  # "tara: Hello there" -> the voice name is not spoken
+    return len(_WORD_RE.findall(plain))
+
+
+def speech_tokens(words: int) -> tuple[int, int]:
+    """(low, high) tokens of the utterance Orpheus speaks for ``words`` words: frames x 7, plus end of speech."""
+    low = round(FRAMES_PER_WORD_LOW * words) * FRAME_TOKENS + 1
+    high = round(FRAMES_PER_WORD_HIGH * words) * FRAME_TOKENS + 1
+    return low, high
+
+
 def fit_prompt(
-    prompt_id: str, prompt: str, n_tokens: int, estimated: bool, n_ctx_slot: int, max_tokens: int | None
+    prompt_id: str,
+    prompt: str,
+    n_tokens: int,
+    estimated: bool,
+    n_ctx_slot: int,
+    max_tokens: int | None,
+    words: int | None = None,
 ) -> PromptFit:
-    """Judge one prompt against the slot: fewer than 7 tokens of room is no audio (not even one frame)."""
+    """Judge one prompt: no room for a frame is no audio; room or max_tokens below the shortest utterance its
+    words ask for is certainly cut short; below the longest, maybe. Without words (unknown text), room below
+    max_tokens may cut it."""
+    words = word_count(prompt) if words is None else words
     room = n_ctx_slot - n_tokens
-    verdict: Literal["fits", "truncated", "no_audio"]
+    budget = room if max_tokens is None else min(room, max_tokens)
+    limit: str | None = "slot_context" if max_tokens is None or room <= max_tokens else "max_tokens"
+    low, high = speech_tokens(words)
+    verdict: Verdict
     if room < FRAME_TOKENS:
-        verdict = "no_audio"
-    elif max_tokens is not None and room < max_tokens:
-        verdict = "truncated"
+        verdict, limit = "no_audio", "slot_context"
+    elif words and budget < low:
+        verdict = "cut_short"
+    elif (words and budget < high) or (not words and max_tokens is not None and room < max_tokens):
+        verdict = "may_be_cut"
     else:
-        verdict = "fits"
+        verdict, limit = "fits", None
     excerpt = _excerpt(prompt)
-    return PromptFit(prompt_id, excerpt, n_tokens, estimated, n_ctx_slot, max_tokens, verdict, room)
+    return PromptFit(prompt_id, excerpt, n_tokens, estimated, n_ctx_slot, max_tokens, verdict, room, words, limit)
 
 
 def _excerpt(prompt: str, width: int = 48) -> str:
@@ -182,47 +233,68 @@ def _excerpt(prompt: str, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def context_check(fits: Sequence[PromptFit], n_ctx_slot: int | None, total_slots: int | None) -> DoctorCheck:
+def context_check(
+    fits: Sequence[PromptFit], n_ctx_slot: int | None, total_slots: int | None, max_tokens: int | None = None
+) -> DoctorCheck:
     """One check summarising all prompt fits, naming each prompt that gets no audio or is cut short."""
     if n_ctx_slot is None:
         return DoctorCheck("context", "warn", "per-slot context unknown (no /slots or /props n_ctx)")
-    details: dict[str, Any] = {"n_ctx_slot": n_ctx_slot, "total_slots": total_slots}
+    details: dict[str, Any] = {"n_ctx_slot": n_ctx_slot, "total_slots": total_slots, "max_tokens": max_tokens}
     if not fits:
+        if max_tokens is not None and max_tokens >= n_ctx_slot:
+            return DoctorCheck(
+                "context",
+                "warn",
+                f"max_tokens {max_tokens} does not fit the {n_ctx_slot}-token slot{_slot_hint(total_slots)}: any "
+                f"utterance longer than the slot's room after its prompt will be cut short (no prompts to check)",
+                details,
+            )
         return DoctorCheck("context", "ok", f"each slot holds {n_ctx_slot} tokens (no prompts to check)", details)
     longest = max(fits, key=lambda f: f.prompt_tokens)
     details["longest_prompt_tokens"] = longest.prompt_tokens
-    no_audio = [f for f in fits if f.verdict == "no_audio"]
-    truncated = [f for f in fits if f.verdict == "truncated"]
-    details["no_audio"] = [f.prompt_id for f in no_audio]
-    details["truncated"] = [f.prompt_id for f in truncated]
+    by = {v: [f for f in fits if f.verdict == v] for v in ("no_audio", "cut_short", "may_be_cut")}
+    details.update({k: [f.prompt_id for f in v] for k, v in by.items()})
+    details["truncated"] = details["cut_short"] + details["may_be_cut"]  # older readers
     est = " (token counts estimated)" if any(f.estimated for f in fits) else ""
-    if no_audio:
-        names = "; ".join(f"{f.prompt_id} ({f.prompt_tokens} tokens: {f.excerpt!r})" for f in no_audio)
-        return DoctorCheck(
-            "context",
-            "fail",
-            f"{len(no_audio)} of {len(fits)} prompts get no audio: each slot holds only {n_ctx_slot} tokens"
-            f"{_slot_hint(total_slots)}; {names}{est}",
-            details,
+    problems = []
+    if by["no_audio"]:
+        names = "; ".join(f"{f.prompt_id} ({f.prompt_tokens} tokens: {f.excerpt!r})" for f in by["no_audio"])
+        problems.append(
+            f"{len(by['no_audio'])} of {len(fits)} prompts get no audio: each slot holds only {n_ctx_slot} tokens"
+            f"{_slot_hint(total_slots)}; {names}"
         )
-    if truncated:
-        worst = min(truncated, key=lambda f: f.room_tokens)
-        names = ", ".join(f.prompt_id for f in truncated)
+    if by["cut_short"]:
+        worst = min(by["cut_short"], key=lambda f: min(f.room_tokens, f.max_tokens or f.room_tokens))
+        low, _ = worst.speech_tokens
+        budget = worst.room_tokens if worst.limit == "slot_context" else worst.max_tokens
+        what = (
+            f"the {n_ctx_slot}-token slot leaves {worst.room_tokens} tokens after the prompt{_slot_hint(total_slots)}"
+            if worst.limit == "slot_context"
+            else f"max_tokens is {worst.max_tokens}"
+        )
+        problems.append(
+            f"{len(by['cut_short'])} of {len(fits)} prompts will be cut short: {worst.prompt_id} "
+            f"({worst.words} words) speaks at least {low} tokens ({low // FRAME_TOKENS} frames) but {what}, so "
+            f"at most {budget} tokens ({(budget or 0) // FRAME_TOKENS} frames) of its speech are generated; "
+            f"affected: {', '.join(f.prompt_id for f in by['cut_short'])}"
+        )
+    if problems:
+        return DoctorCheck("context", "fail", "; ".join(problems) + est, details)
+    if by["may_be_cut"]:
+        names = ", ".join(f.prompt_id for f in by["may_be_cut"])
         return DoctorCheck(
             "context",
             "warn",
-            f"{len(truncated)} of {len(fits)} prompts will be cut short (stop_type limit, truncated): "
-            f"prompt + max_tokens {worst.max_tokens} exceeds the {n_ctx_slot}-token slot"
-            f"{_slot_hint(total_slots)}, "
-            f"{worst.prompt_id} has room for {worst.room_tokens} tokens ({worst.room_tokens // FRAME_TOKENS} "
-            f"frames); affected: {names}{est}",
+            f"{len(by['may_be_cut'])} of {len(fits)} prompts may be cut short (a long reading of their words does "
+            f"not fit the slot's room or max_tokens {max_tokens}): {names}{est}",
             details,
         )
     return DoctorCheck(
         "context",
         "ok",
-        f"every prompt fits: longest {longest.prompt_tokens} tokens + max_tokens {longest.max_tokens} "
-        f"within the {n_ctx_slot}-token slot{est}",
+        f"every prompt fits: longest {longest.prompt_tokens} tokens + its speech (up to "
+        f"{max(f.speech_tokens[1] for f in fits)} tokens) within the {n_ctx_slot}-token slot and max_tokens "
+        f"{max_tokens}{est}",
         details,
     )
 
@@ -359,10 +431,11 @@ async def run_checks(
                     return await _tokenize(session, base, headers, text, add_special=True)
 
             counts = await asyncio.gather(*(count(text) for _, text in items))
-            for (pid, text), toks in zip(items, counts, strict=True):
+            for (pid, text), toks, (_, plain) in zip(items, counts, raw, strict=True):
                 n, est = (len(toks), False) if toks is not None else (estimate_tokens(text), True)
-                report.prompts.append(fit_prompt(pid, text, n, est, report.n_ctx_slot, max_tokens))
-        report.checks.append(context_check(report.prompts, report.n_ctx_slot, report.total_slots))
+                words = word_count(plain if ORPHEUS_PROMPT_START not in plain else text)
+                report.prompts.append(fit_prompt(pid, text, n, est, report.n_ctx_slot, max_tokens, words))
+        report.checks.append(context_check(report.prompts, report.n_ctx_slot, report.total_slots, max_tokens))
         conc = concurrency_check(report.total_slots, concurrency)
         if conc is not None:
             report.checks.append(conc)

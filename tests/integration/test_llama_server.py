@@ -91,7 +91,7 @@ async def test_doctor_names_the_prompt_that_gets_no_audio(llama_server_np4: str)
     context = report.check("context")
     assert context is not None and context.level == "fail" and "long" in context.message
     assert [p.prompt_id for p in report.prompts_with("no_audio")] == ["long"]
-    assert [p.prompt_id for p in report.prompts_with("truncated")] == ["mid"]
+    assert [p.prompt_id for p in report.prompts_with("cut_short")] == ["mid"]  # 350 words: 1,400+ frames
     assert report.check("vocabulary").level == "ok"  # type: ignore[union-attr]
     assert report.check("metrics").level == "ok"  # type: ignore[union-attr]
     assert report.check("slots").level == "warn"  # type: ignore[union-attr]

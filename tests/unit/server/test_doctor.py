@@ -31,17 +31,32 @@ def test_slot_context_prefers_slots_then_props() -> None:
     assert d.slot_context(None, None) == (None, None)
 
 
-def test_fit_verdicts_at_the_edges() -> None:
+def test_fit_verdicts_at_the_edges_without_words() -> None:
+    # Unknown speech (no words in the text): room for one frame decides audio, max_tokens beyond the room may cut.
     def verdict(n: int, max_tokens: int | None) -> str:
-        return d.fit_prompt("p", "x", n, False, 40, max_tokens).verdict
+        return d.fit_prompt("p", "x", n, False, 40, max_tokens, words=0).verdict
 
     assert verdict(34, None) == "no_audio"  # room 6: not even one 7-token frame
     assert verdict(33, None) == "fits"
     assert verdict(34, 512) == "no_audio"
     assert verdict(40, 512) == "no_audio"
-    assert verdict(33, 512) == "truncated"  # room 7: one frame, then the slot is full
+    assert verdict(33, 512) == "may_be_cut"  # room 7: one frame, then the slot is full
     assert verdict(20, 20) == "fits"
-    assert verdict(20, 21) == "truncated"
+    assert verdict(20, 21) == "may_be_cut"
+
+
+def test_fit_verdicts_from_the_speech_the_words_ask_for() -> None:
+    # 10 words: Orpheus speaks 40-60 frames, 281-421 tokens with the end of speech.
+    assert d.speech_tokens(10) == (281, 421)
+
+    def fit(n_ctx: int, max_tokens: int) -> d.PromptFit:
+        return d.fit_prompt("p", "x", 30, False, n_ctx, max_tokens, words=10)
+
+    assert (fit(512, 512).verdict, fit(512, 512).limit) == ("fits", None)  # room 482 >= 421
+    assert (fit(512, 300).verdict, fit(512, 300).limit) == ("may_be_cut", "max_tokens")  # 281 <= 300 < 421
+    assert (fit(512, 280).verdict, fit(512, 280).limit) == ("cut_short", "max_tokens")  # 280 < 281: certain
+    assert (fit(256, 512).verdict, fit(256, 512).limit) == ("cut_short", "slot_context")  # room 226 < 281
+    assert d.word_count("<custom_token_3><|begin_of_text|>tara: Hello there, it's me.<|eot_id|>") == 4
 
 
 def test_context_check_names_prompts_without_audio() -> None:
@@ -57,13 +72,24 @@ def test_context_check_names_prompts_without_audio() -> None:
     assert "50 slots" in check.message
 
 
-def test_context_check_warns_on_truncation_and_passes_when_room() -> None:
-    short = [d.fit_prompt("a", "hi", 30, False, 256, 512)]
-    warn = d.context_check(short, 256, 8)
-    assert warn.level == "warn" and "a has room for 226 tokens (32 frames)" in warn.message
-    ok = d.context_check([d.fit_prompt("a", "hi", 30, True, 2048, 512)], 2048, 1)
+def test_context_check_fails_on_certain_cuts_warns_on_possible_ones_passes_when_room() -> None:
+    words = " ".join(["word"] * 10)  # 281-421 tokens of speech
+    cut = d.context_check([d.fit_prompt("a", words, 30, False, 256, 512)], 256, 8, 512)
+    assert cut.level == "fail" and cut.details["cut_short"] == ["a"]
+    assert "a (10 words) speaks at least 281 tokens (40 frames) but the 256-token slot leaves 226" in cut.message
+    assert "split across 8 slots" in cut.message
+    maybe = d.context_check([d.fit_prompt("a", words, 30, False, 512, 300)], 512, 1, 300)
+    assert maybe.level == "warn" and maybe.details["may_be_cut"] == ["a"]
+    ok = d.context_check([d.fit_prompt("a", "hi", 30, True, 2048, 512)], 2048, 1, 512)
     assert ok.level == "ok" and "estimated" in ok.message
     assert d.context_check([], None, None).level == "warn"
+
+
+def test_context_check_without_prompts_still_judges_max_tokens() -> None:
+    # The case: -np 4 -c 512 pads each slot to 256 tokens on this build; max_tokens 512 cannot fit.
+    check = d.context_check([], 256, 4, 512)
+    assert check.level == "warn" and "max_tokens 512 does not fit the 256-token slot" in check.message
+    assert d.context_check([], 256, 4, 200).level == "ok"
 
 
 def test_vocabulary_check() -> None:
@@ -151,7 +177,7 @@ async def test_run_checks_names_the_long_prompt(serve: Callable[..., Any]) -> No
     assert report.reachable and report.n_ctx_slot == 40 and report.total_slots == 50
     assert report.level == "fail"
     assert [p.prompt_id for p in report.prompts_with("no_audio")] == ["long"]
-    assert [p.prompt_id for p in report.prompts_with("truncated")] == ["short"]
+    assert [p.prompt_id for p in report.prompts_with("cut_short")] == ["short"]  # 2 words, 5 tokens of room
     assert report.check("vocabulary").level == "ok"  # type: ignore[union-attr]
     assert report.check("slots").level == "warn"  # type: ignore[union-attr]
     data = json.loads(json.dumps(report.to_dict()))
