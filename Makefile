@@ -18,7 +18,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 lint: setup
-	$(VENV)/bin/ruff check orpheus_bench tests benchmarks locustfiles
+	$(VENV)/bin/ruff check orpheus_bench tests benchmarks locustfiles scripts
 	$(VENV)/bin/mypy
 
 bench: setup

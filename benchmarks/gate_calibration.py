@@ -14,8 +14,14 @@ tolerance). Two modes (see `orpheus_bench.gate.calibrate`):
     # end to end: the real aiohttp runner against the real simulator over HTTP (slow; fewer pairs)
     python benchmarks/gate_calibration.py --mode live --pairs 20 --token-ms 3 --audio-frames 8
 
-``--json FILE`` writes every rate for docs/gates.md. This is a benchmark, not a test: a fast fixed-seed
-version lives in tests/unit/gate/test_calibration.py.
+``--json FILE`` writes every rate. The tables of docs/gates.md are generated from committed JSON files:
+
+    # the documented plan: every replay row, its exact settings, one JSON file each (about 10 minutes here)
+    python benchmarks/gate_calibration.py --plan benchmarks/results/gate-calibration
+    # the tables, from those files (docs/gates.md embeds exactly this output; a test checks it)
+    python benchmarks/gate_calibration.py --summarize benchmarks/results/gate-calibration/*.json
+
+This is a benchmark, not a test: a fast fixed-seed version lives in tests/unit/gate/test_gate_calibration.py.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", help="Write the rates as JSON here.")
     p.add_argument("--workdir", help="Live mode: keep run directories here (default: a temporary folder).")
     p.add_argument("--summarize", nargs="+", metavar="JSON", help="Print Markdown tables of earlier --json files.")
+    p.add_argument("--plan", metavar="DIR", help="Run the documented plan (PLAN) into DIR, one JSON file per row.")
     return p.parse_args(argv)
 
 
@@ -159,32 +166,66 @@ def summarize(paths: list[str]) -> str:
     runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
     runs.sort(key=lambda d: (d["args"]["mode"], d["args"]["jitter"], d["args"]["requests"]))
     lines = [
-        "| mode | requests/level | TTFA CV | A/A false alarms | +10%: gate fails | +10%: TTFA rule | "
-        "+20%: gate fails | +20%: TTFA rule |",
-        "| --- | ---: | --- | --- | --- | --- | --- | --- |",
+        "| mode | jitter | requests/level | min requests | pairs | TTFA CV | A/A false alarms | +10%: gate fails | "
+        "+10%: TTFA rule | +20%: gate fails | +20%: TTFA rule |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- | --- |",
     ]
-    sweep = ["| requests/level | TTFA CV | tolerance | A/A false alarms | +10%: gate fails | +10%: TTFA rule |",
-             "| ---: | --- | ---: | --- | --- | --- |"]  # fmt: skip
+    sweep = [
+        "| jitter | requests/level | TTFA CV | tolerance | A/A false alarms | +10%: gate fails | +10%: TTFA rule |",
+        "| ---: | ---: | --- | ---: | --- | --- | --- |",
+    ]
     for d in runs:
         a = d["args"]
         cv = ", ".join(f"{k} {v:.0%}" for k, v in d["ttfa_cv"].items())
         own = {r["slowdown"]: r for r in d["results"] if r["tolerance"] is None}
         ttfa = next(k for k in own[0.0]["per_rule"] if k.startswith("ttfa_ms"))
-        cells = [a["mode"], str(a["requests"]), cv, _pct(own[0.0]["any_rule"])]
+        min_requests = a.get("min_requests") or "rules' (30)"
+        cells = [a["mode"], f"{a['jitter']:g}", str(a["requests"]), str(min_requests), str(a["pairs"]), cv,
+                 _pct(own[0.0]["any_rule"])]  # fmt: skip
         for slowdown in (0.1, 0.2):
             if slowdown in own:
                 cells += [_pct(own[slowdown]["any_rule"]), _pct(own[slowdown]["per_rule"][ttfa])]
             else:
                 cells += ["-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
+        if a["requests"] != 40:
+            continue  # the tolerance sweep is shown at the recommended 40 requests per level
         for tol in sorted(r["tolerance"] for r in d["results"] if r["tolerance"] is not None and r["slowdown"] == 0.0):
             by = {r["slowdown"]: r for r in d["results"] if r["tolerance"] == tol}
             if 0.1 in by:
                 sweep.append(
-                    f"| {a['requests']} | {cv} | {tol:.0%} | {_pct(by[0.0]['any_rule'])} | "
+                    f"| {a['jitter']:g} | {a['requests']} | {cv} | {tol:.0%} | {_pct(by[0.0]['any_rule'])} | "
                     f"{_pct(by[0.1]['any_rule'])} | {_pct(by[0.1]['per_rule'][ttfa])} |"
                 )
     return "\n".join([*lines, "", *sweep])
+
+
+# The rows of docs/gates.md: (file name, arguments). Every row uses scenarios/gates/regression.yaml, 300 pairs,
+# levels 2 and 8, the simulator's defaults otherwise; min_requests follows the row's requests per level so the
+# 20-request rows are decided, not failed on the precondition. Jitter 0.5 gives a per-request TTFA coefficient
+# of variation of about 9% at c=2, jitter 1.0 about 20%.
+PLAN: tuple[tuple[str, list[str]], ...] = tuple(
+    (f"replay-r{requests}-j{jitter}", ["--pairs", "300", "--requests", str(requests), "--jitter", str(jitter),
+                                        "--min-requests", str(min(requests, 30)), "--seed", "1"])
+    for jitter in (0.5, 1.0)
+    for requests in (20, 40, 80)
+)  # fmt: skip
+
+
+def run_plan(directory: str) -> int:
+    """Every row of `PLAN` into ``directory`` (one JSON file each); a row whose file exists is kept."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, row in PLAN:
+        path = out / f"{name}.json"
+        if path.exists():
+            print(f"{path}: kept", file=sys.stderr)
+            continue
+        print(f"{path}: python benchmarks/gate_calibration.py {' '.join(row)}", file=sys.stderr)
+        code = main([*row, "--json", str(path)])
+        if code:
+            return code
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.summarize:
         print(summarize(args.summarize))
         return 0
+    if args.plan:
+        return run_plan(args.plan)
     rules = load_rules(args.rules)
     overrides = {"min_requests": args.min_requests, "confidence": args.confidence}
     overrides = {k: v for k, v in overrides.items() if v is not None}

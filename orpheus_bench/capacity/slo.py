@@ -42,7 +42,7 @@ import numpy as np
 from orpheus_bench.errors import ConfigError
 from orpheus_bench.measures import bootstrap, metrics
 from orpheus_bench.measures.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES
-from orpheus_bench.measures.query import WORST, Budget, Query, Term, parse_term
+from orpheus_bench.measures.query import COMPARE, WORST, Budget, Query, Term, parse_term, satisfies
 from orpheus_bench.measures.table import LevelTable, level_tables
 from orpheus_bench.records import RequestRecord, Status
 
@@ -90,7 +90,7 @@ class SloTerm:
         """Whether ``value`` satisfies the term; None (no value) never does."""
         if value is None or math.isnan(value):
             return False
-        return _compare(value, self.op, self.threshold)
+        return satisfies(value, self.op, self.threshold)
 
     def margin(self, value: float | None) -> float:
         """How far beyond the threshold ``value`` lies, relative to it (> 0: violated; inf: no value)."""
@@ -118,16 +118,6 @@ class SloTerm:
             "implied": self.implied,
             "derived_from": self.derived_from,
         }
-
-
-def _compare(value: float, op: str, threshold: float) -> bool:
-    if op == "<=":
-        return value <= threshold
-    if op == "<":
-        return value < threshold
-    if op == ">=":
-        return value >= threshold
-    return value > threshold
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,13 +414,7 @@ class LevelEvaluation:
 
 def _met_array(term: SloTerm, values: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
-        if term.op == "<=":
-            return values <= term.threshold
-        if term.op == "<":
-            return values < term.threshold
-        if term.op == ">=":
-            return values >= term.threshold
-        return values > term.threshold
+        return np.asarray(COMPARE[term.op](values, term.threshold))
 
 
 def evaluate_table(

@@ -18,12 +18,11 @@ the whole interval satisfies the rule and ``confident_fail`` fails only when the
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from orpheus_bench.measures.bootstrap import Interval
+from orpheus_bench.measures.query import satisfies
 
 
 class Verdict(str, Enum):
@@ -43,24 +42,11 @@ class Verdict(str, Enum):
 
 _SEVERITY = {Verdict.PASS: 0, Verdict.SKIP: 1, Verdict.WARN: 2, Verdict.FAIL: 3, Verdict.ERROR: 4}
 
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    "<=": operator.le,
-    "<": operator.lt,
-    ">=": operator.ge,
-    ">": operator.gt,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 
 
 def worst(verdicts: list[Verdict]) -> Verdict:
     """The most severe verdict (PASS for none)."""
     return max(verdicts, key=lambda v: v.severity, default=Verdict.PASS)
-
-
-def satisfies(value: float, op: str, threshold: float) -> bool:
-    """``value op threshold``."""
-    return _OPS[op](value, threshold)
 
 
 @dataclass(frozen=True, slots=True)

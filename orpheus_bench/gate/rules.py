@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from orpheus_bench.errors import ConfigError
 from orpheus_bench.measures.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES
 from orpheus_bench.measures.metrics import DEFAULT_MIN_REQUESTS, DEFAULT_MIN_TAIL, get, names
-from orpheus_bench.measures.query import STATISTICS, WORST, Query, parse_words
+from orpheus_bench.measures.query import STATISTICS, Query, parse_words
 
 Op = Literal["<=", "<", ">=", ">", "==", "!="]
 
@@ -140,17 +140,8 @@ class _RuleBase(_Strict):
             raise ValueError(f"{self.metric} is one number per run: it takes no level")
 
     def describe(self) -> str:
-        """The rule's subject in words, e.g. ``ttfa_ms p50 @ c=2``."""
-        parts = [self.metric]
-        if self.stat:
-            parts.append(self.stat)
-        if self.preroll_ms is not None:
-            parts.append(f"preroll {self.preroll_ms} ms")
-        if self.level is not None:
-            parts.append(f"at {'c=' + str(self.level) if isinstance(self.level, int) else self.level}")
-        if self.failed != WORST:
-            parts.append(f"failed={self.failed}")
-        return " ".join(parts)
+        """The rule's subject in words, e.g. ``ttfa_ms p50 at c=2`` (the rule language's own words)."""
+        return self.query().describe(self.level)
 
 
 class AbsoluteRule(_RuleBase):

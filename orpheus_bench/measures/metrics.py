@@ -18,7 +18,6 @@ resampled rows. So a value, its interval and its count come from one definition 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 
 from orpheus_bench.measures import bootstrap
 from orpheus_bench.measures.bootstrap import Interval, Statistic
-from orpheus_bench.measures.query import WORST, Budget, Query
+from orpheus_bench.measures.query import COMPARE, WORST, Budget, Query
 from orpheus_bench.measures.stats import (
     finite_or_none,
     row_mean,
@@ -194,17 +193,9 @@ def _meets(table: LevelTable, budget: Budget, preroll_ms: int) -> np.ndarray:
     else:
         values = table.column(get(budget.quantity).column or budget.quantity)
     with np.errstate(invalid="ignore"):
-        return np.asarray(_OPS[budget.op](values, budget.threshold)) & ~np.isnan(values)
+        return np.asarray(COMPARE[budget.op](values, budget.threshold)) & ~np.isnan(values)
 
 
-_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "<=": operator.le,
-    "<": operator.lt,
-    ">=": operator.ge,
-    ">": operator.gt,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 
 
 def _ratio(num: str, den: str) -> tuple[Matrix, StatisticFactory]:

@@ -25,7 +25,9 @@ callers turn it into a `ConfigError` naming their field.
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,6 +42,21 @@ _INNER_STAT = re.compile(
     r"^(?P<base>ttfa|total|first_token|first_window|rtf)_(?P<stat>mean|min|max|p\d+(?:\.\d+)?)(?P<ms>_ms)?$"
 )
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "<=": operator.le,
+    "<": operator.lt,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def satisfies(value: float, op: str, threshold: float) -> bool:
+    """``value op threshold`` for one of `OPS` (numpy arrays compare elementwise)."""
+    return bool(COMPARE[op](value, threshold))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +84,8 @@ class Query:
     failed: str = WORST
     budgets: tuple[Budget, ...] = ()  # goodput: the per-request budgets a request must meet
 
-    def describe(self) -> str:
-        """The query in words, e.g. ``ttfa_ms p95`` or ``stall_rate preroll 250 ms``."""
+    def describe(self, level: int | str | None = None) -> str:
+        """The query in words, e.g. ``ttfa_ms p95``, ``stall_rate preroll 250 ms`` or ``ttfa_ms p50 at c=2``."""
         parts = [self.metric]
         if self.stat:
             parts.append(self.stat)
@@ -76,6 +93,8 @@ class Query:
             parts.append(f"preroll {self.preroll_ms} ms")
         if self.stall_budget_ms:
             parts.append(f"stalls > {self.stall_budget_ms:g} ms")
+        if level is not None:
+            parts.append(f"at {'c=' + str(level) if isinstance(level, int) else level}")
         if self.failed != WORST:
             parts.append(f"failed={self.failed}")
         return " ".join(parts)
@@ -245,6 +264,7 @@ def with_preroll(term: Term, preroll_ms: int) -> Term:
 
 __all__ = [
     "ALIASES",
+    "COMPARE",
     "EXCLUDE",
     "FAILED_CHOICES",
     "OPS",
@@ -256,6 +276,7 @@ __all__ = [
     "number_or_bool",
     "parse_term",
     "parse_words",
+    "satisfies",
     "split_metric",
     "with_preroll",
 ]

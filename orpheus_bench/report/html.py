@@ -26,18 +26,7 @@ from orpheus_bench.report import plots
 from orpheus_bench.report.compare_tables import comparison_tables
 from orpheus_bench.report.format import DEFAULT_TTFA_TARGET_MS, Table
 from orpheus_bench.report.json_out import report_first_lines, results_dict
-from orpheus_bench.report.tables import (
-    errors_table,
-    intervals_table,
-    invalid_codes_table,
-    metadata_table,
-    prompts_table,
-    stall_table,
-    streaming_table,
-    throughput_table,
-    ttfa_split_table,
-    ttfa_table,
-)
+from orpheus_bench.report.tables import beyond_tables, metadata_table, throughput_table, ttfa_table
 from orpheus_bench.results.compare import Comparison
 from orpheus_bench.results.model import AudioSample, RunResults
 
@@ -186,15 +175,7 @@ def _shared_plots(roles: list[tuple[str, RunResults]]) -> list[Plot]:
 def _run_view(
     role: str, results: RunResults, target_ms: float, per_level: int, budget: list[int], include_plots: bool
 ) -> dict[str, Any]:
-    beyond: list[Table] = [
-        intervals_table(results),
-        streaming_table(results),
-        stall_table(results),
-        ttfa_split_table(results),
-        errors_table(results),
-        invalid_codes_table(results),
-        prompts_table(results),
-    ]
+    beyond: list[Table] = beyond_tables(results)
     return {
         "role": role,
         "anchor": role,

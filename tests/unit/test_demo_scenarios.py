@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orpheus_bench.commands.demo import demo_scenarios
+from orpheus_bench.commands.demo import demo_scenarios, pipeline_scenario, resolve_decode
 from orpheus_bench.scenario import load_scenario
 
 pytestmark = pytest.mark.unit
@@ -15,18 +15,20 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _args(**kw: object) -> argparse.Namespace:
+    base = {"levels": [1, 2], "requests_per_level": 3, "keep_audio": 1, "device": "cpu", "model": "test",
+            "decode": "seed", "pipeline_levels": [1, 2, 4], "pipeline_decode": "reference"}  # fmt: skip
+    return argparse.Namespace(**{**base, **kw})
+
+
 def test_demo_clients_match_seed_scenarios() -> None:
-    args = argparse.Namespace(
-        levels=[1, 2], requests_per_level=3, keep_audio=1, device="auto", model="test", utterance_tokens=140
-    )
-    before, after = demo_scenarios(args)
+    before, after = demo_scenarios(_args())
     for built, name in ((before, "seed-before"), (after, "seed-after")):
         shipped = load_scenario(REPO / "scenarios" / f"{name}.yaml")
         assert built.mode == shipped.mode
         assert built.protocol == shipped.protocol
-        # everything but the length cap (the tiny model never ends speech) is the seed's client
-        assert built.sampling.model_copy(update={"max_tokens": shipped.sampling.max_tokens}) == shipped.sampling
-        assert built.sampling.max_tokens == 140
+        # the seed's client exactly: the tiny model ends its utterances, so max_tokens is the seed's own
+        assert built.sampling == shipped.sampling
         assert built.decode.spec() == shipped.decode.spec()
         assert built.prompts == shipped.prompts
         assert built.server.profile == name
@@ -36,18 +38,26 @@ def test_demo_clients_match_seed_scenarios() -> None:
 
 
 @pytest.mark.parametrize(
-    ("decode", "before_mode", "after_mode"), [("chunked", "blocking", "chunked"), ("off", "off", "off")]
+    ("decode", "before_mode", "after_mode", "pipeline"),
+    [
+        ("seed", "blocking", "reference", False),
+        ("chunked", "blocking", "chunked", False),
+        ("off", "off", "off", False),  # asked for the server side only
+        ("auto", "off", "off", True),  # a CPU: the headline leaves decoding out, the full pipeline runs apart
+    ],
 )
-def test_demo_decode_choices(decode: str, before_mode: str, after_mode: str) -> None:
-    args = argparse.Namespace(
-        levels=[1],
-        requests_per_level=1,
-        keep_audio=1,
-        device="auto",
-        model="test",
-        utterance_tokens=70,
-        decode=decode,
-    )
+def test_demo_decode_choices(decode: str, before_mode: str, after_mode: str, pipeline: bool) -> None:
+    args = _args(levels=[1], requests_per_level=1, decode=decode)
     before, after = demo_scenarios(args)
     assert before.decode.spec().mode == before_mode and after.decode.spec().mode == after_mode
     assert before.mode == "blocking" and after.mode == "stream"
+    full = pipeline_scenario(args)
+    assert (full is not None) is pipeline
+    if full is not None:
+        assert full.decode.spec().mode == "reference" and full.load.concurrency == [1, 2, 4]
+        assert full.server.profile == "seed-after" and full.sampling == after.sampling
+
+
+def test_auto_runs_the_seeds_full_pipeline_on_a_gpu() -> None:
+    assert resolve_decode("auto", "cuda") == "seed"
+    assert resolve_decode("auto", "cpu") == "off"

@@ -1,0 +1,177 @@
+"""Figures in prose come from committed result files: check them, or rewrite them from their sources.
+
+    python scripts/figures.py check            # exit 1 and list every figure that no longer matches its source
+    python scripts/figures.py update           # rewrite every figure and generated block from its source
+
+Two markers, invisible in rendered Markdown:
+
+* an inline figure, ``<!--fig SOURCE SELECTOR [FORMAT]-->1,685<!--/fig-->``: SOURCE is a committed file
+  (repository-relative). For a ``.json`` SOURCE the SELECTOR is a path (``after.levels[level=1].ttfa_ms.p50``:
+  keys, ``[3]`` list items, ``[key=value]`` the list item whose key has that value); for any other file it is a
+  regular expression whose first group is the figure (``/CPU per token: ([0-9.]+) us/``). FORMAT is a Python
+  format spec applied to a number (``,.0f``, ``.2f``, ``.1%``), optionally scaled first (``*1000:,.0f``);
+  without one the value is shown as it stands;
+* a generated block, ``<!--gen NAME ARG...-->`` ... ``<!--/gen-->``: NAME is one of `GENERATORS`, each a
+  command over committed files (``include FILE`` embeds a benchmark's saved output; ``gate-calibration DIR``
+  renders the calibration tables from its JSON files).
+
+The documents checked are `DOCUMENTS`; tests/unit/test_doc_figures.py runs ``check`` on them, so a quoted
+figure cannot drift from its source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENTS = ("README.md", "docs/gates.md", "docs/capacity.md", "docs/locust.md", "benchmarks/README.md")
+FIG_RE = re.compile(r"<!--fig (?P<spec>[^>]*?)-->(?P<value>.*?)<!--/fig-->", re.S)
+GEN_RE = re.compile(r"<!--gen (?P<spec>[^>]*?)-->\n(?P<body>.*?)<!--/gen-->", re.S)
+_STEP_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]|\[([^=\]]+)=([^\]]*)\]")
+
+
+class FigureError(Exception):
+    """A marker that cannot be resolved (missing file, path, or group): the message names it."""
+
+
+def _select(data: Any, selector: str) -> Any:
+    for name, index, key, value in _STEP_RE.findall(selector):
+        if name:
+            if not isinstance(data, dict) or name not in data:
+                raise FigureError(f"no key {name!r} in {selector!r}")
+            data = data[name]
+        elif index:
+            data = data[int(index)]
+        else:
+            matches = [item for item in data if isinstance(item, dict) and str(item.get(key)) == value]
+            if len(matches) != 1:
+                raise FigureError(f"{len(matches)} items with {key}={value} in {selector!r}")
+            data = matches[0]
+    return data
+
+
+def _format(value: Any, fmt: str | None) -> str:
+    if fmt is None:
+        return str(value)
+    scale = 1.0
+    if fmt.startswith("*"):
+        factor, _, fmt = fmt[1:].partition(":")
+        scale = float(factor)
+    if not isinstance(value, int | float):
+        raise FigureError(f"{value!r} is not a number for format {fmt!r}")
+    return format(value * scale, fmt)
+
+
+def figure(spec: str, root: Path = REPO) -> str:
+    """The text a figure marker's spec stands for."""
+    parts = shlex.split(spec)
+    if len(parts) not in (2, 3):
+        raise FigureError(f"a figure is 'SOURCE SELECTOR [FORMAT]', not {spec!r}")
+    source, selector = parts[0], parts[1]
+    fmt = parts[2] if len(parts) == 3 else None
+    path = root / source
+    if not path.is_file():
+        raise FigureError(f"no such source file: {source}")
+    if path.suffix == ".json":
+        return _format(_select(json.loads(path.read_text(encoding="utf-8")), selector), fmt)
+    pattern = selector[1:-1] if selector.startswith("/") and selector.endswith("/") else selector
+    m = re.search(pattern, path.read_text(encoding="utf-8"), flags=re.M)
+    if m is None or not m.groups():
+        raise FigureError(f"/{pattern}/ does not match a group in {source}")
+    text = m.group(1)
+    if fmt is None:
+        return text
+    try:
+        return _format(float(text.replace(",", "")), fmt)
+    except ValueError as exc:
+        raise FigureError(f"{text!r} from {source} is not a number") from exc
+
+
+def _include(root: Path, path: str) -> str:
+    file = root / path
+    if not file.is_file():
+        raise FigureError(f"no such file to include: {path}")
+    text = file.read_text(encoding="utf-8")
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _gate_calibration(root: Path, directory: str) -> str:
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        from gate_calibration import summarize  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    files = sorted(str(p) for p in (root / directory).glob("*.json"))
+    if not files:
+        raise FigureError(f"no calibration results in {directory}")
+    return summarize(files) + "\n"
+
+
+GENERATORS: dict[str, Callable[..., str]] = {"include": _include, "gate-calibration": _gate_calibration}
+
+
+def generated(spec: str, root: Path = REPO) -> str:
+    """The body a generated block's spec stands for."""
+    name, *args = shlex.split(spec)
+    if name not in GENERATORS:
+        raise FigureError(f"unknown generator {name!r}; known: {', '.join(GENERATORS)}")
+    return GENERATORS[name](root, *args)
+
+
+def render(text: str, root: Path = REPO) -> str:
+    """The document with every figure and generated block taken from its source."""
+    text = GEN_RE.sub(lambda m: f"<!--gen {m['spec']}-->\n{generated(m['spec'], root)}<!--/gen-->", text)
+    return FIG_RE.sub(lambda m: f"<!--fig {m['spec']}-->{figure(m['spec'], root)}<!--/fig-->", text)
+
+
+def stale(text: str, root: Path = REPO) -> list[str]:
+    """One line per figure or block whose text differs from its source (or cannot be resolved)."""
+    out = []
+    for m in GEN_RE.finditer(text):
+        try:
+            if generated(m["spec"], root) != m["body"]:
+                out.append(f"generated block '{m['spec']}' differs from its source")
+        except FigureError as exc:
+            out.append(f"generated block '{m['spec']}': {exc}")
+    for m in FIG_RE.finditer(text):
+        try:
+            want = figure(m["spec"], root)
+        except FigureError as exc:
+            out.append(f"figure '{m['spec']}': {exc}")
+            continue
+        if want != m["value"]:
+            out.append(f"figure '{m['spec']}' says {m['value']!r}, its source says {want!r}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``check`` or ``update`` the documents (default: every one of `DOCUMENTS`)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=["check", "update"])
+    p.add_argument("files", nargs="*", help=f"Documents (default: {', '.join(DOCUMENTS)}).")
+    args = p.parse_args(argv)
+    files = [REPO / f for f in (args.files or DOCUMENTS)]
+    problems = 0
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        if args.action == "update":
+            new = render(text)
+            if new != text:
+                path.write_text(new, encoding="utf-8")
+                print(f"updated {path.relative_to(REPO)}")
+            continue
+        for line in stale(text):
+            problems += 1
+            print(f"{path.relative_to(REPO)}: {line}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
