@@ -122,13 +122,26 @@ class AiperfResult:
         return [r for r in self.requests if r.phase == "profiling"]
 
     @property
-    def errors(self) -> int:
-        """Failed requests AIPerf counted in the profiling phase."""
-        total = 0
+    def errors(self) -> dict[str, int]:
+        """Failed requests of the profiling phase by error type (AIPerf's ``error_summary``)."""
+        out: dict[str, int] = {}
         for item in self.stats.get("error_summary") or []:
             if isinstance(item, dict):
-                total += int(item.get("count") or 0)
-        return total
+                kind = str((item.get("error_details") or {}).get("type") or "error")
+                out[kind] = out.get(kind, 0) + int(item.get("count") or 0)
+        return out
+
+    @property
+    def completed(self) -> int:
+        """Requests of the profiling phase that ended, successes and errors (``completed_request_count``)."""
+        value = self.stat("completed_request_count", "avg")
+        return int(value) if value is not None else len(self.measured)
+
+    @property
+    def succeeded(self) -> int:
+        """Requests of the profiling phase that succeeded (``request_count``: AIPerf counts successes there)."""
+        value = self.stat("request_count", "avg")
+        return int(value) if value is not None else self.completed - sum(self.errors.values())
 
 
 def _metric(metrics: dict[str, Any], name: str) -> float | None:

@@ -170,6 +170,7 @@ def ours_level(run_dir: Path, sampler: TreeCpuSampler, wall_s: float) -> dict[st
         "requests": len(measured),
         "warmup": len(records) - len(measured),
         "ok": len(ok),
+        "errors": dict(Counter(r.outcome for r in measured if not r.ok)),
         "ttft_p50_ms": _ms(percentile([r.t_first_token_s for r in ok], 50)),
         "ttft_p99_ms": _ms(percentile([r.t_first_token_s for r in ok], 99)),
         "e2e_p50_ms": _ms(percentile([r.t_end_s for r in ok], 50)),
@@ -223,11 +224,11 @@ def aiperf_level(result: AiperfResult, sampler: TreeCpuSampler, wall_s: float, p
         for r in reqs
         if r.server_completion_tokens is not None and r.output_tokens is not None
     )
-    count = result.stat("request_count", "avg")
     return {
-        "requests": int(count) if count is not None else len(measured),
+        "requests": result.completed,
         "warmup": len(reqs) - len(measured),
-        "ok": (int(count) if count is not None else len(measured)) - result.errors,
+        "ok": result.succeeded,
+        "errors": result.errors,
         "ttft_p50_ms": result.stat("time_to_first_token", "p50"),
         "ttft_p99_ms": result.stat("time_to_first_token", "p99"),
         "e2e_p50_ms": result.stat("request_latency", "p50"),
@@ -572,6 +573,8 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         )
         if not same_mix:
             lines.append(f"    ours {ours['prompt_counts']}\n    AIPerf {theirs['prompt_counts']}")
+        if theirs.get("errors") or ours.get("errors"):
+            lines.append(f"    errors: {OURS} {ours.get('errors') or 'none'}, {THEIRS} {theirs.get('errors') or 'none'}")
         lines.append(
             f"    tokens per request (server): {OURS} {fmt(ours['tokens_per_request'])}, "
             f"{THEIRS} {fmt(theirs['tokens_per_request'])}; server − AIPerf token counts: input "
