@@ -81,7 +81,14 @@ OURS, THEIRS = "orpheus-bench", "AIPerf"
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 # AIPerf treats HF_HUB_OFFLINE as "load from the hub cache" and then cannot load a local directory; instead any
 # hub call it might make is pointed at a closed local port, so it fails at once and nothing leaves the machine.
-AIPERF_ENV = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+# llama-server closes an idle keep-alive connection after 5 s; AIPerf keeps idle pooled connections for 300 s and
+# then loses requests to the race (ServerDisconnectedError; 1-2 of 64 here). 4 s drops them before the server does.
+AIPERF_ENV = {
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_ENDPOINT": "http://127.0.0.1:9",
+    "AIPERF_HTTP_KEEPALIVE_TIMEOUT": "4",
+}
 
 
 # ---- output ---------------------------------------------------------------------------------------------
@@ -412,6 +419,7 @@ def run(args: argparse.Namespace) -> int:
         f"date: {dt.datetime.now().isoformat(timespec='seconds')}",
         machine_line(),
         "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "AIPerf environment: " + " ".join(f"{k}={v}" for k, v in AIPERF_ENV.items()),
     )
     busy = busy_processes()
     say("busiest other processes over 1 s before the run: " + ("; ".join(busy) or "none"))
@@ -574,7 +582,8 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         if not same_mix:
             lines.append(f"    ours {ours['prompt_counts']}\n    AIPerf {theirs['prompt_counts']}")
         if theirs.get("errors") or ours.get("errors"):
-            lines.append(f"    errors: {OURS} {ours.get('errors') or 'none'}, {THEIRS} {theirs.get('errors') or 'none'}")
+            errors = f"{OURS} {ours.get('errors') or 'none'}, {THEIRS} {theirs.get('errors') or 'none'}"
+            lines.append(f"    errors: {errors}")
         lines.append(
             f"    tokens per request (server): {OURS} {fmt(ours['tokens_per_request'])}, "
             f"{THEIRS} {fmt(theirs['tokens_per_request'])}; server − AIPerf token counts: input "
