@@ -3,9 +3,10 @@
 `aiperf_command` builds an ``aiperf profile`` run (0.13.x) that sends the same bodies as an orpheus-bench
 scenario: the ``completions`` endpoint type with ``--streaming``, a ``single_turn`` JSONL dataset whose ``text``
 is our Orpheus-formatted prompt, read in file order (``--dataset-sampling-strategy sequential``), every other
-body key through ``--extra-inputs`` as JSON, ``--model`` for ``model``, and as many warmup requests as the
-level's concurrency (orpheus-bench's warmup). AIPerf adds ``stream_options: {"include_usage": true}`` to
-every streaming completions body on its own; the orpheus-bench scenario sends the same key, so the bodies match.
+body key through ``--extra-inputs`` as JSON, ``--model`` for ``model``, as many warmup requests as the level's
+concurrency (orpheus-bench's warmup), and a new connection per request (see `aiperf_command`). AIPerf adds
+``stream_options: {"include_usage": true}`` to every streaming completions body on its own; the orpheus-bench
+scenario sends the same key, so the bodies match.
 
 `read_aiperf` reads ``profile_export_aiperf.json`` (AIPerf's own statistics of the profiling phase) and
 ``profile_export.jsonl`` (one record per request, warmup included), never the console text.
@@ -80,6 +81,12 @@ def aiperf_command(
         "--random-seed",
         "0",
         "--no-gpu-telemetry",
+        # llama-server closes the connection after every streamed response (while its headers say keep-alive):
+        # AIPerf's pool then hands a closing connection to the next request now and then and loses it
+        # (ServerDisconnectedError, "Can not write request body": 1-6 of 64 requests per level here). A new
+        # connection per request is what the server allows anyway, and what orpheus-bench ends up doing.
+        "--connection-reuse-strategy",
+        "never",
     ]
     if raw:
         cmd += ["--export-level", "raw"]

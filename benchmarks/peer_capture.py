@@ -81,18 +81,22 @@ class CaptureProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         if self._session is None:
             raise web.HTTPServiceUnavailable()
-        async with self._session.request(
-            request.method, self.upstream + request.path_qs, data=body, headers=headers
-        ) as upstream:
-            response = web.StreamResponse(status=upstream.status)
-            for k, v in upstream.headers.items():
-                if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding":
-                    response.headers[k] = v
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
-            return response
+        response = web.StreamResponse()
+        try:
+            async with self._session.request(
+                request.method, self.upstream + request.path_qs, data=body, headers=headers
+            ) as upstream:
+                response.set_status(upstream.status)
+                for k, v in upstream.headers.items():
+                    if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding":
+                        response.headers[k] = v
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+        except ConnectionResetError:  # aiohttp.ClientConnectionResetError too
+            pass  # the client went away (a tool's metrics scraper at its exit): nothing left to forward
+        return response
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()

@@ -62,7 +62,7 @@ from peer_aiperf import (
     read_aiperf,
 )
 from peer_capture import CaptureProxy, body_differences
-from peer_cpu import TreeCpuSampler, busy_processes, cpu_per_token_us, machine_line, run_tool
+from peer_cpu import ToolRun, busy_processes, cpu_per_token_us, machine_line, run_tool
 from peer_tokenizer import HELPER_VERSION
 
 from orpheus_bench.measures.stats import percentile
@@ -81,14 +81,7 @@ OURS, THEIRS = "orpheus-bench", "AIPerf"
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 # AIPerf treats HF_HUB_OFFLINE as "load from the hub cache" and then cannot load a local directory; instead any
 # hub call it might make is pointed at a closed local port, so it fails at once and nothing leaves the machine.
-# llama-server closes an idle keep-alive connection after 5 s; AIPerf keeps idle pooled connections for 300 s and
-# then loses requests to the race (ServerDisconnectedError; 1-2 of 64 here). 4 s drops them before the server does.
-AIPERF_ENV = {
-    "HF_DATASETS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "HF_ENDPOINT": "http://127.0.0.1:9",
-    "AIPERF_HTTP_KEEPALIVE_TIMEOUT": "4",
-}
+AIPERF_ENV = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
 
 
 # ---- output ---------------------------------------------------------------------------------------------
@@ -147,7 +140,7 @@ def server_tokens(r: RequestRecord) -> int:
     return int(r.tokens_generated)
 
 
-def ours_level(run_dir: Path, sampler: TreeCpuSampler, wall_s: float) -> dict[str, Any]:
+def ours_level(run_dir: Path, done: ToolRun) -> dict[str, Any]:
     """Our figures of one level, from the run's own records (``requests.jsonl``).
 
     Definitions as docs/ARCHITECTURE.md states them, over measured (non-warmup) requests: TTFT =
@@ -159,7 +152,7 @@ def ours_level(run_dir: Path, sampler: TreeCpuSampler, wall_s: float) -> dict[st
     ok = [r for r in measured if r.ok]
     spans = [(r.wall_start, r.wall_start + (r.t_end_s or 0.0)) for r in records if r.t_end_s is not None]
     tokens = sum(server_tokens(r) for r in records)
-    cpu_us, cpu_s = cpu_per_token_us(sampler, spans, tokens)
+    cpu_us, cpu_s = cpu_per_token_us(done.sampler, spans, tokens)
     ends = [r.run_offset_s + r.t_end_s for r in measured if r.t_end_s is not None]
     window_s = max(ends) - min(r.run_offset_s for r in measured) if ends else None
     timed = [r for r in ok if r.t_end_s is not None and r.timings is not None]
@@ -186,7 +179,9 @@ def ours_level(run_dir: Path, sampler: TreeCpuSampler, wall_s: float) -> dict[st
         "tokens_per_request": tokens / len(records) if records else None,
         "cpu_us_per_token": cpu_us,
         "cpu_s": cpu_s,
-        "wall_s": wall_s,
+        "cpu_total_s": done.cpu_s,
+        "wall_s": done.wall_s,
+        "others_cores": done.others_cores,
         "e2e_minus_server_ms": {
             "n": len(beyond),
             "p50": percentile(beyond, 50),
@@ -208,13 +203,26 @@ def _ms(seconds: float | None) -> float | None:
 # ---- AIPerf's side --------------------------------------------------------------------------------------
 
 
-def aiperf_level(result: AiperfResult, sampler: TreeCpuSampler, wall_s: float, prompts: list[str]) -> dict[str, Any]:
+def aiperf_ttft_split(result: AiperfResult) -> dict[str, float | None]:
+    """Where AIPerf's TTFT goes by its own HTTP trace (p50s, ms): credit to start, connect, send, wait."""
+    return {
+        name: result.stat(metric, "p50")
+        for name, metric in (
+            ("credit_to_start", "credit_to_start_latency"),
+            ("connecting", "http_req_connecting"),
+            ("sending", "http_req_sending"),
+            ("waiting", "http_req_waiting"),
+        )
+    }
+
+
+def aiperf_level(result: AiperfResult, done: ToolRun, prompts: list[str]) -> dict[str, Any]:
     """AIPerf's figures of one level, from its export files."""
     reqs = result.requests
     tokens = sum(
         r.server_completion_tokens if r.server_completion_tokens is not None else (r.output_tokens or 0) for r in reqs
     )
-    cpu_us, cpu_s = cpu_per_token_us(sampler, [(r.start_wall_s, r.end_wall_s) for r in reqs], tokens)
+    cpu_us, cpu_s = cpu_per_token_us(done.sampler, [(r.start_wall_s, r.end_wall_s) for r in reqs], tokens)
     measured = result.measured
 
     def prompt_of(conversation: str) -> str:
@@ -244,8 +252,11 @@ def aiperf_level(result: AiperfResult, sampler: TreeCpuSampler, wall_s: float, p
         "tokens_per_request": tokens / len(reqs) if reqs else None,
         "cpu_us_per_token": cpu_us,
         "cpu_s": cpu_s,
-        "wall_s": wall_s,
+        "cpu_total_s": done.cpu_s,
+        "wall_s": done.wall_s,
+        "others_cores": done.others_cores,
         "prompt_counts": dict(Counter(prompt_of(r.conversation) for r in measured)),
+        "ttft_split_p50_ms": aiperf_ttft_split(result),
         "server_minus_aiperf_input_tokens": {str(k): v for k, v in sorted(input_diff.items())},
         "server_minus_aiperf_output_tokens": {str(k): v for k, v in sorted(output_diff.items())},
     }
@@ -337,7 +348,14 @@ def build_tokenizer(python: Path, model: Path, say: Callable[..., None]) -> Path
 
 
 def identity_probe(
-    url: str, work: Path, prompt: str, max_tokens: int, aiperf: Path, tokenizer: Path, say: Callable[..., None]
+    url: str,
+    work: Path,
+    prompt: str,
+    max_tokens: int,
+    aiperf: Path,
+    tokenizer: Path,
+    say: Callable[..., None],
+    watch: Sequence[int] = (),
 ) -> dict[str, Any]:
     """One request of each tool through a recording proxy; their bodies compared key by key."""
     work.mkdir(parents=True, exist_ok=True)
@@ -350,7 +368,7 @@ def identity_probe(
     with CaptureProxy(url) as proxy:
         cmd = [*orpheus_bench_cmd(), "run", "--scenario", str(scenario), "--host", proxy.url]
         cmd += ["--concurrency", "1", "--requests-per-level", "1", "--no-warmup"]
-        run_tool([*cmd, "--out", str(work / "ours"), "--force", "--quiet"], work / "ours.log")
+        run_tool([*cmd, "--out", str(work / "ours"), "--force", "--quiet"], work / "ours.log", watch=watch)
         ours = proxy.completions()
         proxy.clear()
         cmd = aiperf_command(
@@ -365,7 +383,7 @@ def identity_probe(
             warmup=1,
             out_dir=work / "aiperf",
         )
-        run_tool(cmd, work / "aiperf.log", AIPERF_ENV)
+        run_tool(cmd, work / "aiperf.log", AIPERF_ENV, watch=watch)
         theirs = proxy.completions()
     if not ours or not theirs:
         raise SystemExit(f"peer_check: the probe captured {len(ours)} / {len(theirs)} completion requests")
@@ -456,7 +474,8 @@ def run(args: argparse.Namespace) -> int:
     levels_out: list[dict[str, Any]] = []
     with LlamaServer(profile, model, log_path=out / "server.log") as srv:
         say(f"llama-server {srv.version}: {' '.join(srv.args[1:])}")
-        probe = identity_probe(srv.url, out / "probe", prompts[0], args.max_tokens, aiperf, tokenizer, say)
+        watch = [srv.pid] if srv.pid else []  # the server's CPU is not "other load"
+        probe = identity_probe(srv.url, out / "probe", prompts[0], args.max_tokens, aiperf, tokenizer, say, watch)
         for i, level in enumerate(levels):
             order = (OURS, THEIRS) if i % 2 == 0 else (THEIRS, OURS)
             row: dict[str, Any] = {"streams": level, "order": list(order), "load_before": os.getloadavg()[0]}
@@ -466,8 +485,7 @@ def run(args: argparse.Namespace) -> int:
                     cmd = [*orpheus_bench_cmd(), "run", "--scenario", str(scenario_path), "--host", srv.url]
                     cmd += ["--concurrency", str(level), "--requests-per-level", str(args.requests)]
                     cmd += ["--out", str(run_dir), "--force", "--quiet"]
-                    sampler, wall = run_tool(cmd, out / f"ours-c{level}.log")
-                    row[OURS] = ours_level(run_dir, sampler, wall)
+                    row[OURS] = ours_level(run_dir, run_tool(cmd, out / f"ours-c{level}.log", watch=watch))
                 else:
                     art = out / f"aiperf-c{level}"
                     cmd = aiperf_command(
@@ -482,18 +500,25 @@ def run(args: argparse.Namespace) -> int:
                         warmup=level,
                         out_dir=art,
                     )
-                    sampler, wall = run_tool(cmd, out / f"aiperf-c{level}.log", AIPERF_ENV)
-                    row[THEIRS] = aiperf_level(read_aiperf(art), sampler, wall, texts)
+                    done = run_tool(cmd, out / f"aiperf-c{level}.log", AIPERF_ENV, watch=watch)
+                    row[THEIRS] = aiperf_level(read_aiperf(art), done, texts)
                     row["aiperf_inputs_differences"] = inputs_differences(bodies, formatted_payloads(art))
-                say(f"level {level}: {tool} done in {row[tool]['wall_s']:.1f} s")
+                fig = row[tool]
+                say(
+                    f"level {level}: {tool} done in {fig['wall_s']:.1f} s, {fig['cpu_total_s']:.1f} CPU s in all "
+                    f"(start-up and analysis included); other processes kept {fig['others_cores']:.2f} cores busy"
+                )
             row["load_after"] = os.getloadavg()[0]
             levels_out.append(row)
         server_args = srv.args[1:]
         server_version = srv.version
+    busy_after = busy_processes()
+    say("busiest other processes over 1 s after the run: " + ("; ".join(busy_after) or "none"))
     result = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": machine_line(),
         "busy_before": busy,
+        "busy_after": busy_after,
         "versions": versions,
         "server": {"version": server_version, "args": server_args, "profile": profile.name},
         "max_tokens": args.max_tokens,
@@ -579,11 +604,22 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             f"{lv['load_after']:.2f}; measured prompt mix {mix}; AIPerf inputs.json vs our bodies: "
             + ("identical" if not diffs else "; ".join(diffs))
         )
+        lines.append(
+            f"    other processes kept {fmt(ours.get('others_cores'), 2)} cores busy during {OURS}'s run, "
+            f"{fmt(theirs.get('others_cores'), 2)} during {THEIRS}'s (of {os.cpu_count()}; server and this script "
+            f"excluded); whole-run CPU {fmt(ours.get('cpu_total_s'))} s vs {fmt(theirs.get('cpu_total_s'))} s"
+        )
         if not same_mix:
             lines.append(f"    ours {ours['prompt_counts']}\n    AIPerf {theirs['prompt_counts']}")
         if theirs.get("errors") or ours.get("errors"):
             errors = f"{OURS} {ours.get('errors') or 'none'}, {THEIRS} {theirs.get('errors') or 'none'}"
             lines.append(f"    errors: {errors}")
+        split = theirs.get("ttft_split_p50_ms") or {}
+        if split:
+            lines.append(
+                "    AIPerf's own TTFT split, p50 ms: "
+                + ", ".join(f"{k.replace('_', ' ')} {fmt(v)}" for k, v in split.items())
+            )
         lines.append(
             f"    tokens per request (server): {OURS} {fmt(ours['tokens_per_request'])}, "
             f"{THEIRS} {fmt(theirs['tokens_per_request'])}; server − AIPerf token counts: input "

@@ -3,8 +3,9 @@
 `TreeCpuSampler` samples, every 0.2 s in a thread, the CPU seconds of a process and all its live descendants
 (each with the CPU of its children it has reaped, so a worker process that exited is still counted) against
 the wall clock; `cpu_at(t)` interpolates between samples, so CPU can be taken over any wall-clock window a
-tool's own records give (first send to last end). `run_tool` runs a command to its end under a sampler.
-`busy_processes` names what else used the machine's CPU, for the record of a shared machine. Linux only.
+tool's own records give (first send to last end). `run_tool` runs a command to its end under a sampler, takes
+the tree's exact CPU total from ``wait4`` and how many cores the rest of the machine kept busy meanwhile
+(/proc/stat minus the tool, the server and this script); `busy_processes` names what else ran. Linux only.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import platform
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 CPU_SAMPLE_S = 0.2
@@ -120,25 +123,51 @@ def machine_line() -> str:
 # ---- running one tool -----------------------------------------------------------------------------------
 
 
-def run_tool(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> tuple[TreeCpuSampler, float]:
-    """Run `cmd` to its end with its process tree's CPU sampled; returns the sampler and the wall seconds."""
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (user, nice, system, irq, softirq) since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields[i] for i in (0, 1, 2, 5, 6) if i < len(fields)) / CLK_TCK
+
+
+@dataclass
+class ToolRun:
+    """One tool's run: its CPU samples, wall time, exact CPU total and what the rest of the machine did."""
+
+    sampler: TreeCpuSampler
+    wall_s: float
+    cpu_s: float  # the tool and every descendant it waited for (wait4's rusage): start-up and analysis included
+    others_cores: float  # cores busy meanwhile outside the tool, the watched processes and this script
+
+
+def run_tool(cmd: list[str], log_path: Path, env: dict[str, str] | None = None, watch: Sequence[int] = ()) -> ToolRun:
+    """Run `cmd` to its end with its process tree's CPU sampled (`watch`: more pids not to count as others)."""
     t0 = time.perf_counter()
+    busy0, self0 = machine_busy_s(), time.process_time()
+    watched0 = sum(tree_cpu_s(pid) or 0.0 for pid in watch)
     with open(log_path, "wb") as log:
         log.write(("# " + " ".join(cmd) + "\n").encode())
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         with TreeCpuSampler(proc.pid) as sampler:
-            try:
-                code = proc.wait(TOOL_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                code = -9
+            deadline = time.monotonic() + TOOL_TIMEOUT_S
+            while True:  # wait4 for the exact CPU of the whole tree; poll so a hung tool can be killed
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    proc.kill()
+                time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
-    if code != 0:
+    watched = sum(tree_cpu_s(pid) or 0.0 for pid in watch) - watched0
+    cpu = usage.ru_utime + usage.ru_stime
+    others = machine_busy_s() - busy0 - cpu - watched - (time.process_time() - self0)
+    if proc.returncode != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
-        raise SystemExit(f"peer_check: {cmd[0]} exited with {code}; last lines of {log_path}:\n" + "\n".join(tail))
-    return sampler, wall
+        raise SystemExit(
+            f"peer_check: {cmd[0]} exited with {proc.returncode}; last lines of {log_path}:\n" + "\n".join(tail)
+        )
+    return ToolRun(sampler, wall, cpu, max(0.0, others) / wall)
 
 
 def cpu_per_token_us(
