@@ -155,17 +155,14 @@ def ours_level(run_dir: Path, done: ToolRun) -> dict[str, Any]:
     cpu_us, cpu_s = cpu_per_token_us(done.sampler, spans, tokens)
     ends = [r.run_offset_s + r.t_end_s for r in measured if r.t_end_s is not None]
     window_s = max(ends) - min(r.run_offset_s for r in measured) if ends else None
-    timed = [r for r in ok if r.t_end_s is not None and r.timings is not None]
-    server_ms = [
-        r.timings.prompt_ms + r.timings.predicted_ms
-        for r in timed
-        if r.timings is not None and r.timings.prompt_ms is not None and r.timings.predicted_ms is not None
+    pairs = [  # (E2E ms, the server's prompt_ms + predicted_ms) of each request the server timed
+        (r.t_end_s * 1000.0, r.timings.prompt_ms + r.timings.predicted_ms)
+        for r in ok
+        if r.t_end_s is not None and r.timings
+        if r.timings.prompt_ms is not None and r.timings.predicted_ms is not None
     ]
-    beyond = [
-        (r.t_end_s or 0.0) * 1000.0 - (r.timings.prompt_ms + r.timings.predicted_ms)
-        for r in timed
-        if r.timings is not None and r.timings.prompt_ms is not None and r.timings.predicted_ms is not None
-    ]
+    server_ms = [server for _, server in pairs]
+    beyond = [e2e - server for e2e, server in pairs]
     return {
         "requests": len(measured),
         "warmup": len(records) - len(measured),
@@ -204,7 +201,8 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def aiperf_ttft_split(result: AiperfResult) -> dict[str, float | None]:
-    """Where AIPerf's TTFT goes by its own HTTP trace (p50s, ms): credit to start, connect, send, wait."""
+    """AIPerf's own HTTP trace, p50 ms: connect + send + wait (for the first byte) make up its TTFT; credit to
+    start (its scheduler handing the request to a worker) comes before its clock starts."""
     return {
         name: result.stat(metric, "p50")
         for name, metric in (
