@@ -78,6 +78,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "orpheus-tiny"
 SLOT_CTX = 512
 OURS, THEIRS = "orpheus-bench", "AIPerf"
+OUR_FLAGS = ("--protocol", "openai", "--decode", "off")  # the scenario says so too; the command line shows it
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 # AIPerf treats HF_HUB_OFFLINE as "load from the hub cache" and then cannot load a local directory; instead any
 # hub call it might make is pointed at a closed local port, so it fails at once and nothing leaves the machine.
@@ -364,7 +365,7 @@ def identity_probe(
     expected = Target.from_scenario(sc).body(sc.prompts.load()[0])
     (work / "dataset.jsonl").write_text("\n".join(dataset_lines([expected])) + "\n", encoding="utf-8")
     with CaptureProxy(url) as proxy:
-        cmd = [*orpheus_bench_cmd(), "run", "--scenario", str(scenario), "--host", proxy.url]
+        cmd = [*orpheus_bench_cmd(), "run", "--scenario", str(scenario), *OUR_FLAGS, "--host", proxy.url]
         cmd += ["--concurrency", "1", "--requests-per-level", "1", "--no-warmup"]
         run_tool([*cmd, "--out", str(work / "ours"), "--force", "--quiet"], work / "ours.log", watch=watch)
         ours = proxy.completions()
@@ -480,7 +481,8 @@ def run(args: argparse.Namespace) -> int:
             for tool in order:
                 if tool == OURS:
                     run_dir = out / f"ours-c{level}"
-                    cmd = [*orpheus_bench_cmd(), "run", "--scenario", str(scenario_path), "--host", srv.url]
+                    cmd = [*orpheus_bench_cmd(), "run", "--scenario", str(scenario_path), *OUR_FLAGS]
+                    cmd += ["--host", srv.url]
                     cmd += ["--concurrency", str(level), "--requests-per-level", str(args.requests)]
                     cmd += ["--out", str(run_dir), "--force", "--quiet"]
                     row[OURS] = ours_level(run_dir, run_tool(cmd, out / f"ours-c{level}.log", watch=watch))
