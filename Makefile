@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast lint bench bench-gpu clean
+.PHONY: setup demo test test-fast lint bench bench-gpu bench-peer clean
 
 setup:
 	bash scripts/setup.sh
@@ -28,7 +28,11 @@ bench: setup
 	$(PY) benchmarks/parse_throughput.py
 
 bench-gpu: setup
-	bash benchmarks/gpu_subset.sh
+	bash benchmarks/gpu_subset.sh $(or $(GPU_OUT),runs/gpu-subset)
+
+# orpheus-bench and AIPerf side by side on one real llama-server (AIPerf from setup's .venv/peer).
+bench-peer: setup
+	$(PY) benchmarks/peer_check.py $(PEER_ARGS)
 
 clean:
 	rm -rf runs reports/*.html .pytest_cache .mypy_cache .ruff_cache
