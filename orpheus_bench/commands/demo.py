@@ -84,8 +84,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--pipeline-levels",
         type=int_list("pipeline_levels"),
-        default=[1, 2, 4],
-        help="CPU only: levels of the after client's full-pipeline run (default 1,2,4; empty: no such run).",
+        default=[1, 2],
+        help="CPU only: levels of the after client's full-pipeline run (default 1,2; empty: no such run).",
+    )
+    p.add_argument(
+        "--pipeline-requests",
+        type=int,
+        default=4,
+        help="CPU only: measured requests per level of that run (default 4: SNAC on a CPU is slow).",
     )
     p.add_argument(
         "--pipeline-decode",
@@ -142,7 +148,7 @@ def pipeline_scenario(args: argparse.Namespace) -> Scenario | None:
         {
             "name": "seed-after-full-pipeline",
             "load.concurrency": args.pipeline_levels,
-            "load.requests_per_level": args.requests_per_level,
+            "load.requests_per_level": getattr(args, "pipeline_requests", 4),
             "keep_audio": args.keep_audio,
             "decode.preset": args.pipeline_decode,
             "decode.device": args.device,

@@ -43,7 +43,6 @@ class Verdict(str, Enum):
 _SEVERITY = {Verdict.PASS: 0, Verdict.SKIP: 1, Verdict.WARN: 2, Verdict.FAIL: 3, Verdict.ERROR: 4}
 
 
-
 def worst(verdicts: list[Verdict]) -> Verdict:
     """The most severe verdict (PASS for none)."""
     return max(verdicts, key=lambda v: v.severity, default=Verdict.PASS)

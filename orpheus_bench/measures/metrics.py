@@ -196,8 +196,6 @@ def _meets(table: LevelTable, budget: Budget, preroll_ms: int) -> np.ndarray:
         return np.asarray(COMPARE[budget.op](values, budget.threshold)) & ~np.isnan(values)
 
 
-
-
 def _ratio(num: str, den: str) -> tuple[Matrix, StatisticFactory]:
     def matrix(table: LevelTable, q: Query) -> np.ndarray:
         return _stack(table.column(num), table.column(den))

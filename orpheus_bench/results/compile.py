@@ -301,11 +301,9 @@ def slot_arithmetic(meta: RunMeta, levels: Sequence[LevelResult]) -> str | None:
     if isinstance(argv, list) and "-c" in argv and argv.index("-c") + 1 < len(argv):
         ctx = argv[argv.index("-c") + 1]
     split = f"-c {ctx} split across {slots} slots" if ctx else f"the context split across {slots} slots"
-    unpadded = (
-        f" ({int(ctx) // slots} before this build pads a slot up to a multiple of 256)"
-        if ctx and str(ctx).isdigit()
-        else ""
-    )
+    unpadded = ""
+    if ctx and str(ctx).isdigit() and int(ctx) // slots != per_slot:
+        unpadded = f": {int(ctx) // slots} tokens, which this build pads up to a multiple of 256"
     max_tokens = (meta.scenario.get("sampling") or {}).get("max_tokens") if isinstance(meta.scenario, dict) else None
     asked = f" while each request asked for up to {max_tokens} tokens" if max_tokens else ""
     return (

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _args(**kw: object) -> argparse.Namespace:
     base = {"levels": [1, 2], "requests_per_level": 3, "keep_audio": 1, "device": "cpu", "model": "test",
-            "decode": "seed", "pipeline_levels": [1, 2, 4], "pipeline_decode": "reference"}  # fmt: skip
+            "decode": "seed", "pipeline_levels": [1, 2, 4], "pipeline_decode": "reference",
+            "pipeline_requests": 4}  # fmt: skip
     return argparse.Namespace(**{**base, **kw})
 
 
