@@ -6,7 +6,8 @@ text, never markup; the compiled results are embedded once more as JSON through 
 ``data:`` images and audio, so even a missed escape could neither run script nor load anything.
 
 The small scripts make tables sortable and record, on ``<body>``, whether every image decoded
-(``data-images-ok``) and how many script errors happened (``data-js-errors``), which the browser test reads.
+(``data-images-ok``), how many audio players loaded a playable clip (``data-audio-playable`` of
+``data-audio-count``) and how many script errors happened (``data-js-errors``), which the browser test reads.
 """
 
 from __future__ import annotations
@@ -72,6 +73,17 @@ PAGE_SCRIPT = """
     return true;
   }
   if (!checkImages()) { window.addEventListener('load', checkImages); }
+  var players = Array.prototype.slice.call(document.querySelectorAll('audio'));
+  var playable = 0;
+  document.body.dataset.audioCount = String(players.length);
+  players.forEach(function (a) {
+    a.addEventListener('loadedmetadata', function () {
+      if (a.duration > 0) { playable++; }
+      document.body.dataset.audioPlayable = String(playable);
+    });
+    a.preload = 'metadata';
+    a.load();
+  });
 })();
 """
 

@@ -5,17 +5,17 @@ of the prompt, like Orpheus; `tiny_fixed_model_path` the variant that never ends
 exactly `n_predict` tokens. `llama_server_np4` and `llama_server_np1` start one llama-server each per test session
 from the `test-np4` / `test-np1` profiles on the default model, `llama_server_fixed_np4` and
 `llama_server_fixed_np1` the same on the fixed one, and yield its base URL. When no llama-server is installed the
-tests that use them are skipped with the install hint, unless `ORPHEUS_BENCH_REQUIRE_LLAMA_SERVER=1` (CI sets it),
+tests that use them are skipped with the install hint, unless `ORPHEUS_BENCH_REQUIRE_TOOLS=1` (CI sets it),
 which turns the skip into a failure.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from needs import missing
 
 from orpheus_bench.errors import LaunchError
 from orpheus_bench.server.binary import find_llama_server
@@ -23,16 +23,12 @@ from orpheus_bench.server.launcher import LlamaServer
 from orpheus_bench.server.model_builder import TinyModelSpec, cached_test_model
 from orpheus_bench.server.profiles import resolve_profile
 
-REQUIRE_ENV = "ORPHEUS_BENCH_REQUIRE_LLAMA_SERVER"
-
 
 def _require_binary() -> Path:
     try:
         return find_llama_server()
     except LaunchError as exc:
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{REQUIRE_ENV}=1 but {exc}")
-        pytest.skip(str(exc))
+        missing(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from needs import require_chromium
 from PIL import Image
 
 from orpheus_bench.records import RequestRecord, Status, read_records
@@ -43,9 +43,6 @@ LOCUST = Path(sys.executable).with_name("locust")
 TTS_LOCUSTFILE = REPO / "locustfiles" / "tts.py"
 START_TIMEOUT_S = 60.0
 WAIT_TIMEOUT_S = 60.0
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None and Path("/usr/bin/chromium").exists():
-    CHROMIUM = "/usr/bin/chromium"
 
 SHORT = SimConfig(token_ms=2.0, audio_frames=8)  # ~0.15 s per request
 LONG = SimConfig(token_ms=5.0, audio_frames=40)  # ~1.5 s per request: a Stop always finds some in flight
@@ -272,16 +269,14 @@ def test_step_levels_keep_the_step_shape_in_the_web_ui(tmp_path: Path, simulator
 
 
 def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM is not None
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        require_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--mute-audio", "--hide-scrollbars",
         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args,
     ]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_web_ui_page_shows_the_ttfa_rows_and_the_tts_levels_tab(
     tmp_path: Path, simulator: tuple[str, SimStats]
 ) -> None:

@@ -3,7 +3,7 @@
 A small run (1 and 4 streams, 8 measured requests each, 32 tokens) must print the side-by-side table with a
 value from both tools in every column at every level, count exactly the requests asked for, and find the two
 tools' request bodies identical on the wire. AIPerf comes from scripts/setup.sh (``.venv/peer``); without it
-the test is skipped with that hint, or fails where ``ORPHEUS_BENCH_REQUIRE_LLAMA_SERVER=1`` (CI), like the
+the test is skipped with that hint, or fails where ``ORPHEUS_BENCH_REQUIRE_TOOLS=1`` (CI), like the
 other real-server tests. The README's peer-check tables are also checked against the committed result file.
 """
 
@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from needs import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "peer_check.py"
 RESULT = ROOT / "benchmarks" / "results" / "peer_check.json"
-REQUIRE_ENV = "ORPHEUS_BENCH_REQUIRE_LLAMA_SERVER"
 LEVELS = (1, 4)
 REQUESTS = 8
 TOOLS = ("orpheus-bench", "AIPerf")
@@ -31,10 +31,7 @@ def _aiperf() -> Path:
     for candidate in (Path(sys.prefix) / "peer" / "bin" / "aiperf", ROOT / ".venv" / "peer" / "bin" / "aiperf"):
         if candidate.is_file():
             return candidate
-    message = "AIPerf is not installed: run scripts/setup.sh (it makes .venv/peer)"
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{REQUIRE_ENV}=1 but {message}")
-    pytest.skip(message)
+    missing("AIPerf is not installed: run scripts/setup.sh (it makes .venv/peer)")
 
 
 def _table_rows(text: str) -> list[list[str]]:

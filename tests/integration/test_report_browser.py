@@ -1,9 +1,11 @@
-"""A generated before/after report opened in headless Chromium from a file:// URL.
+"""Before/after reports opened in headless Chromium from a file:// URL: one from synthetic runs, one from real
+llama-server runs with kept audio.
 
-Checks what a reader would see: the page rendered (every table present, every image decoded), no script
-error or console message (CSP violations included), a hostile prompt shown as text, and screenshots at desktop
-and phone widths that are not blank. Skipped, with the reason, only where Chromium is not installed
-(Debian package ``chromium``). Screenshots are kept in the test's tmp dir, or in ``$ORPHEUS_BENCH_ARTIFACTS``.
+Checks what a reader would see: the page rendered (every table present, every image decoded, every audio
+player loaded a playable clip), no script error or console message (CSP violations included), a hostile prompt
+shown as text and never run, and screenshots at desktop and phone widths that are not blank. Chromium is
+installed by scripts/setup.sh: where it is missing the tests are skipped, and in CI they fail (tests/needs.py).
+Screenshots are kept in the test's tmp dir, or in ``$ORPHEUS_BENCH_ARTIFACTS``.
 """
 
 from __future__ import annotations
@@ -11,28 +13,18 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from needs import require_chromium
 from PIL import Image
 from synthetic_runs import SyntheticSpec, synthetic_run
 
 from orpheus_bench.commands import report
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None and Path("/usr/bin/chromium").exists():
-    CHROMIUM = "/usr/bin/chromium"
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium); the browser check needs it"
-    ),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 TABLES = (
@@ -51,9 +43,8 @@ TABLES = (
 
 def chromium(profile: Path, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     """Run headless Chromium with a fresh profile, no network services, logging console messages."""
-    assert CHROMIUM is not None
     cmd = [
-        CHROMIUM,
+        require_chromium(),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -155,3 +146,59 @@ def test_screenshots(report_file: Path, tmp_path: Path, width: int, height: int)
     if width == 400:
         assert (pixels[:, -3:] > 240).mean() > 0.97
     assert console_messages(proc.stderr) == []
+
+
+# ---- a report from real llama-server runs ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_report(llama_server_np1: str, llama_server_np4: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Before (1 slot) and after (4 slots) on the real llama-server, SNAC-decoded with kept audio, one report."""
+    import asyncio
+
+    from orpheus_bench.client.whole_run import execute_run
+    from orpheus_bench.scenario import scenario_from_dict
+
+    root = tmp_path_factory.mktemp("real-report")
+    texts = ["Hello there, thanks for calling.", f"Read this: {XSS}"]
+    for name, host in (("before", llama_server_np1), ("after", llama_server_np4)):
+        sc = scenario_from_dict(
+            {
+                "host": host,
+                "prompts": {"texts": texts},
+                "sampling": {"max_tokens": 512},
+                "decode": {"preset": "chunked", "snac_model": "random", "device": "cpu"},
+                "load": {"concurrency": [1, 2], "requests_per_level": 2},
+                "keep_audio": 1,
+            }
+        )
+        outcome = asyncio.run(execute_run(sc, root / name, doctor=False))
+        assert outcome.complete
+    out = root / "compare.html"
+    parser = argparse.ArgumentParser()
+    report.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["report", "--before", str(root / "before"), "--after", str(root / "after"), "-o", str(out), "--quiet",
+         "--bootstrap", "200"]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    return out
+
+
+def test_a_report_of_real_runs_renders_its_tables_plots_and_audio(real_report: Path, tmp_path: Path) -> None:
+    proc = chromium(tmp_path / "profile", "--virtual-time-budget=20000", "--dump-dom", real_report.as_uri())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body is not None, dom[:500]
+    attrs = body.group(1)
+    assert 'data-images-ok="true"' in attrs and 'data-js-errors="0"' in attrs, attrs
+    players = int(re.search(r'data-audio-count="(\d+)"', attrs).group(1))  # type: ignore[union-attr]
+    assert players >= 4, attrs  # one kept WAV per level of each run
+    assert f'data-audio-playable="{players}"' in attrs, attrs  # every clip decoded with a duration
+    assert console_messages(proc.stderr) == []
+    for key in (*TABLES, "comparison_work", "comparison_server", "intervals"):
+        assert f'data-table="{key}"' in dom, key
+    # The data never runs: the hostile prompt the model spoke is text in the tables and the players' captions.
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom and "<script>alert" not in dom
+    assert not re.search(r"<img[^>]*onerror", dom)
