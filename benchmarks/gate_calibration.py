@@ -204,12 +204,17 @@ def summarize(paths: list[str]) -> str:
 # levels 2 and 8, the simulator's defaults otherwise; min_requests follows the row's requests per level so the
 # 20-request rows are decided, not failed on the precondition. Jitter 0.5 gives a per-request TTFA coefficient
 # of variation of about 9% at c=2, jitter 1.0 about 20%.
-PLAN: tuple[tuple[str, list[str]], ...] = tuple(
+_REPLAY_ROWS = tuple(
     (f"replay-r{requests}-j{jitter}", ["--pairs", "300", "--requests", str(requests), "--jitter", str(jitter),
                                         "--min-requests", str(min(requests, 30)), "--seed", "1"])
     for jitter in (0.5, 1.0)
     for requests in (20, 40, 80)
 )  # fmt: skip
+# End to end: the real aiohttp runner against the real simulator over HTTP; 3 ms tokens and 8 frames keep a run
+# near 10 s, 20 pairs keep the row near 12 minutes on 2 cores (so its intervals are wide).
+_LIVE_ROW = ("live-r40-j0.5", ["--mode", "live", "--pairs", "20", "--requests", "40", "--jitter", "0.5",
+                               "--token-ms", "3", "--audio-frames", "8", "--seed", "1"])  # fmt: skip
+PLAN: tuple[tuple[str, list[str]], ...] = (*_REPLAY_ROWS, _LIVE_ROW)
 
 
 def run_plan(directory: str) -> int:

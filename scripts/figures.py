@@ -7,7 +7,7 @@ Two markers, invisible in rendered Markdown:
 
 * an inline figure, ``<!--fig SOURCE SELECTOR [FORMAT]-->1,685<!--/fig-->``: SOURCE is a committed file
   (repository-relative). For a ``.json`` SOURCE the SELECTOR is a path (``after.levels[level=1].ttfa_ms.p50``:
-  keys, ``[3]`` list items, ``[key=value]`` the list item whose key has that value); for any other file it is a
+  keys, ``[3]`` list items, ``[key=value&key2=value2]`` the list item whose keys read so); for any other file it is a
   regular expression whose first group is the figure (``/CPU per token: ([0-9.]+) us/``). FORMAT is a Python
   format spec applied to a number (``,.0f``, ``.2f``, ``.1%``), optionally scaled first (``*1000:,.0f``);
   without one the value is shown as it stands;
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = ("README.md", "docs/gates.md", "docs/capacity.md", "docs/locust.md", "benchmarks/README.md")
 FIG_RE = re.compile(r"<!--fig (?P<spec>[^>]*?)-->(?P<value>.*?)<!--/fig-->", re.S)
 GEN_RE = re.compile(r"<!--gen (?P<spec>[^>]*?)-->\n(?P<body>.*?)<!--/gen-->", re.S)
-_STEP_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]|\[([^=\]]+)=([^\]]*)\]")
+_STEP_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]|\[([^\]]*=[^\]]*)\]")
 
 
 class FigureError(Exception):
@@ -42,7 +42,7 @@ class FigureError(Exception):
 
 
 def _select(data: Any, selector: str) -> Any:
-    for name, index, key, value in _STEP_RE.findall(selector):
+    for name, index, where in _STEP_RE.findall(selector):
         if name:
             if not isinstance(data, dict) or name not in data:
                 raise FigureError(f"no key {name!r} in {selector!r}")
@@ -50,9 +50,13 @@ def _select(data: Any, selector: str) -> Any:
         elif index:
             data = data[int(index)]
         else:
-            matches = [item for item in data if isinstance(item, dict) and str(item.get(key)) == value]
+            # [key=value&key2=value2]: the one list item whose keys read so (str() of the value, None included)
+            wanted = [cond.partition("=")[::2] for cond in where.split("&")]
+            matches = [
+                item for item in data if isinstance(item, dict) and all(str(item.get(k)) == v for k, v in wanted)
+            ]
             if len(matches) != 1:
-                raise FigureError(f"{len(matches)} items with {key}={value} in {selector!r}")
+                raise FigureError(f"{len(matches)} items with {where} in {selector!r}")
             data = matches[0]
     return data
 
@@ -64,9 +68,12 @@ def _format(value: Any, fmt: str | None) -> str:
     if fmt.startswith("*"):
         factor, _, fmt = fmt[1:].partition(":")
         scale = float(factor)
-    if not isinstance(value, int | float):
+    if not isinstance(value, int | float) or isinstance(value, bool):
         raise FigureError(f"{value!r} is not a number for format {fmt!r}")
-    return format(value * scale, fmt)
+    try:
+        return format(value * scale if scale != 1.0 else value, fmt)
+    except ValueError as exc:
+        raise FigureError(f"format {fmt!r} does not apply to {value!r}") from exc
 
 
 def figure(spec: str, root: Path = REPO) -> str:
