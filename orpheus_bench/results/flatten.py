@@ -1,6 +1,7 @@
 """Flat per-request rows for ``orpheus-bench export``: one row per record, raw fields plus derived columns.
 
-Derived columns (computed with the same definitions as the reports): ``ttfa_ms``, ``total_ms``,
+Derived columns (computed with the same definitions as the reports): ``outcome`` (complete, cut_short or the
+error class), ``complete``, ``cut_short``, ``cut_limit``, ``client_bound``, ``ttfa_ms``, ``total_ms``,
 ``audio_seconds``, ``rtf`` (wall s per audio s, below 1 = faster than real time), ``end_run_s``, the TTFA split
 ``queue_ms`` (derived) / ``prefill_ms`` (server) / ``generation_to_window_ms`` / ``first_decode_ms`` (client),
 ``send_delay_s``, ``invalid_code_count`` and ``invalid_slot_0..6``, ``n_chunks``, ``decode_lag_p50_ms`` /
@@ -37,6 +38,11 @@ def flatten_record(
             continue
         value = getattr(record, f.name)
         row[f.name] = value.value if hasattr(value, "value") else value
+    row["outcome"] = record.outcome
+    row["complete"] = record.complete
+    row["cut_short"] = record.cut_short
+    row["cut_limit"] = record.cut_limit
+    row["client_bound"] = record.client_bound
     row["ttfa_ms"] = _ms(record.ttfa_s)
     row["total_ms"] = _ms(record.total_s)
     row["audio_seconds"] = record.audio_seconds

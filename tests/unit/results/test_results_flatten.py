@@ -12,7 +12,7 @@ from synthetic_runs import write_run_dir
 
 from orpheus_bench.commands import export
 from orpheus_bench.errors import ConfigError
-from orpheus_bench.records import AudioChunk, ServerTimings
+from orpheus_bench.records import AudioChunk, ErrorClass, ServerTimings
 from orpheus_bench.results.flatten import flatten_record
 
 pytestmark = pytest.mark.unit
@@ -37,6 +37,22 @@ def test_flatten_record_derived_columns(make_record) -> None:  # type: ignore[no
     assert row["status"] == "ok" and row["error_class"] is None
     assert json.loads(row["extra_json"]) == {"audio_file": "audio/x.wav"}
     assert len(json.loads(row["chunks_json"])) == 2
+
+
+def test_flatten_record_outcome_columns(make_record) -> None:  # type: ignore[no-untyped-def]
+    """The export names how each request ended with the words the reports use."""
+    done = flatten_record(make_record(), run_name="r")
+    assert (done["outcome"], done["complete"], done["cut_short"], done["cut_limit"]) == ("complete", True, False, None)
+    cut = flatten_record(make_record(stop_reason="limit"), run_name="r")
+    assert (cut["outcome"], cut["complete"], cut["cut_short"], cut["cut_limit"]) == (
+        "cut_short",
+        False,
+        True,
+        "max_tokens",
+    )
+    failed = flatten_record(make_record(error=ErrorClass.TIMEOUT, ttfa=None, total=None), run_name="r")
+    assert failed["outcome"] == "timeout" and failed["complete"] is False and failed["cut_short"] is False
+    assert done["client_bound"] is False
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
