@@ -14,6 +14,9 @@ Running the same command on an existing search directory resumes it: complete me
 interrupted one is deleted and measured again, and the policy continues from the pooled observations. A
 directory holding a search with a different definition is refused (``--force`` starts over). With
 ``server.profile`` set, one llama-server is started for the whole search, not one per level.
+
+Why one module over 400 lines: the resumable on-disk state and the search loop that writes it after every
+measurement change together; the policy (`capacity.search`) and SLO (`capacity.slo`) are already apart.
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ A level *meets* the SLO when every level term holds on the point estimate. Its *
 bootstrap resamples in which every level term holds (all terms are computed on the same resamples, see
 `measures.bootstrap`): the confidence that the level meets the SLO. Which term failed first is the one
 furthest beyond its threshold (`TermResult.margin`).
+
+Why one module over 400 lines: parsing an SLO, judging a request and judging a level read the same terms and must
+agree; the statistics themselves come from `measures`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ Policies (docs/gates.md):
   with the count, rather than pass on a number that could be noise;
 - a run whose run.json says ``complete: false`` (or that has no run.json) fails the "runs complete" rule unless
   ``settings.allow_incomplete`` (then it warns): a partial last level would be judged as if it were whole.
+
+Why one module over 400 lines: the gate's policies (which level is usable, how many requests a rule needs, what a
+failed request counts as) are read together by whoever audits a verdict; rendering is in `report.gate`, parsing in
+`gate.rules`.
 """
 
 from __future__ import annotations

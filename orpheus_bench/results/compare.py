@@ -24,6 +24,9 @@ The factors: TTFA (avg) and total latency are the mean over comparable levels of
 the lowest comparable per-level p50; throughput the highest comparable per-level throughput (the steady-state
 estimator of `measures.table`); max concurrency the highest level with success >= 99% at it and every lower
 level (a bound, "+", when it is the highest tried); success rate pooled over the levels both runs measured.
+
+Why one module over 400 lines: what a factor may rest on (comparable levels, equal work, exclusions) and the first
+lines that say so must change together, or the report would claim a comparison its rules do not support.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ the same statistic the gate and the capacity search bootstrap. Rules applied thr
   cut short; errors are counted by class.
 - Throughput: see `orpheus_bench.measures.table` (steady-state Little's law in a closed loop; the basis is in
   each level's ``throughput_basis``).
+
+Why one module over 400 lines: it is the one place records become a run's results, warnings and first lines
+included, so a reader sees every rule applied to a figure before any output shows it.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ second. A prompt whose room (the slot's context minus the prompt) or `max_tokens
 end it may be cut short: a warning.
 The judging functions are pure and take the fetched JSON, so they are tested on canned answers; `run_checks`
 is the thin aiohttp driver. Problems are data (`DoctorCheck`), never exceptions.
+
+Why one module over 400 lines: each check is a small pure judge; reading the server (`run_checks`) and judging are
+together so the findings a run stores are exactly what `orpheus-bench doctor` prints.
 """
 
 from __future__ import annotations

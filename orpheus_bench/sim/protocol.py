@@ -7,6 +7,9 @@ the README's /props, /slots and /metrics sections): native partial events carry 
 and ``timings``. OpenAI ``/v1/completions`` chunks are ``object: "text_completion"`` with one choice; the
 last one has ``finish_reason`` ("stop" for eos/word, "length" for limit) and ``usage``, then ``data: [DONE]``.
 Everything here is pure: callers pass the clock readings in.
+
+Why one module over 400 lines: every wire shape the simulator writes sits beside its siblings, so a change to one
+llama.cpp event shape is checked against the others in one place; it is data builders only.
 """
 
 from __future__ import annotations
