@@ -40,7 +40,7 @@ from typing import Any
 from orpheus_bench.client.runner import OnRecord, Ticket
 from orpheus_bench.errors import OrpheusBenchError
 from orpheus_bench.levels import LevelOutcome, ProcessHealth
-from orpheus_bench.limits import MAX_AUTO_PROCESSES, STREAMS_PER_PROCESS
+from orpheus_bench.limits import LAG_INTERVAL_S, MAX_AUTO_PROCESSES, STREAMS_PER_PROCESS
 from orpheus_bench.records import ErrorClass, RequestRecord, Status
 from orpheus_bench.scenario import Scenario
 from orpheus_bench.target import Target
@@ -154,6 +154,7 @@ class WorkerProcesses:
         audio_dir: Path | None = None,
         log_path: Path | None = None,
         python: str = sys.executable,
+        lag_interval_s: float = LAG_INTERVAL_S,
     ) -> None:
         if count < 1:
             raise ValueError("count must be >= 1")
@@ -166,6 +167,7 @@ class WorkerProcesses:
         self.audio_dir = audio_dir
         self.log_path = log_path
         self.python = python
+        self.lag_interval_s = lag_interval_s
         self.workers: list[_Worker] = []
         self._ids = itertools.count()
         self._log: Any = None
@@ -206,6 +208,7 @@ class WorkerProcesses:
                     "origin": self.origin,
                     "parent_now": self.clock(),
                     "audio_dir": str(self.audio_dir) if self.audio_dir else None,
+                    "lag_interval_s": self.lag_interval_s,
                 }
             )
         for w in self.workers:
@@ -312,13 +315,19 @@ class WorkerProcesses:
         parent = ProcessHealth(
             "parent", main.pid, main.wall_s, main.loop_lag_ms, main.loop_cpu_s, main.loop_wait_s, 0, None
         )
-        health: list[ProcessHealth] = [parent]
+        workers, decode = await self.health(main.wall_s)
+        outcome.processes = [parent, *workers]
+        outcome.decode_services = decode
+
+    async def health(self, wall_s: float = 0.0) -> tuple[list[ProcessHealth], list[dict[str, Any]]]:
+        """Each worker's health since its last ``level_start`` (and its decode counters); resets its samples."""
+        health: list[ProcessHealth] = []
         decode: list[dict[str, Any]] = []
         for w in self.workers:
             was_alive = w.alive
             w.write({"op": "level_end"})
             reply = await self._reply(w, "health", REPLY_TIMEOUT_S) if was_alive else {}
-            h = ProcessHealth(w.name, w.proc.pid, float(reply.get("wall_s") or main.wall_s))
+            h = ProcessHealth(w.name, w.proc.pid, float(reply.get("wall_s") or wall_s))
             if reply.get("op") == "health":
                 h.loop_lag_ms = list(reply.get("lag_ms") or [])
                 h.loop_cpu_s = reply.get("cpu_s")
@@ -329,8 +338,7 @@ class WorkerProcesses:
             if w.died_in_level or not w.alive:
                 h.exit = w.exit or "no answer"
             health.append(h)
-        outcome.processes = health
-        outcome.decode_services = decode
+        return health, decode
 
     # ---- messages from a worker -------------------------------------------------------------------------
     async def _reply(self, w: _Worker, op: str, timeout_s: float) -> dict[str, Any]:

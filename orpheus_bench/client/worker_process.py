@@ -27,6 +27,7 @@ from orpheus_bench.audio.setup import build_decode_service
 from orpheus_bench.client.loop_monitor import LoopLagMonitor, ThreadClock
 from orpheus_bench.client.processes import LINE_LIMIT
 from orpheus_bench.client.runner import LocalSender, Ticket
+from orpheus_bench.limits import LAG_INTERVAL_S
 from orpheus_bench.records import RequestRecord
 from orpheus_bench.scenario import scenario_from_dict
 from orpheus_bench.target import Target
@@ -99,7 +100,7 @@ async def serve(msg_fd: int) -> int:
         on_audio=_wav_writer(audio_dir) if audio_dir else None,
     )
     tasks: dict[int, asyncio.Task[None]] = {}
-    monitor = LoopLagMonitor()
+    monitor = LoopLagMonitor(float(start.get("lag_interval_s") or LAG_INTERVAL_S))
     level = _Level()
     try:
         await sender.open()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from orpheus_bench.core.frames import Frame, FrameAssembler
 from orpheus_bench.core.protocol import Protocol, StreamMessage, parse_event
-from orpheus_bench.core.sse import SSEDecoder, SSEEvent
+from orpheus_bench.core.sse import SSEDecoder
 from orpheus_bench.core.tokens import AudioCodeMapper, CustomTokenParser, numbers_from_token_ids
 from orpheus_bench.core.windows import DecodeSpec, DecodeWindow, WindowPlanner
 from orpheus_bench.errors import InvalidAudioError, NoAudioError, ProtocolError
@@ -62,16 +62,18 @@ class RequestPipeline:
         rec = self.record
         if rec.t_first_byte_s is None and chunk:
             rec.t_first_byte_s = t
-        return self._events(self.sse.feed(chunk), t)
+        return self._events(self.sse.feed_data(chunk), t)
 
-    def _events(self, events: list[SSEEvent], t: float) -> list[DecodeWindow]:
+    def _events(self, events: list[str], t: float) -> list[DecodeWindow]:
         windows: list[DecodeWindow] = []
-        for event in events:
+        for data in events:
             if self._ended:
                 # After the final event nothing is parsed, so noise can neither add audio nor fail the request.
                 self.record.events_after_final += 1
                 continue
-            windows.extend(self._message(parse_event(self.protocol, event.data), t))
+            got = self._message(parse_event(self.protocol, data), t)
+            if got:
+                windows.extend(got)
         return windows
 
     def feed_body(self, body: bytes, t: float) -> list[DecodeWindow]:
@@ -89,7 +91,7 @@ class RequestPipeline:
 
     def end_of_stream(self, t: float) -> list[DecodeWindow]:
         """The connection delivered its last byte at `t`; returns the tail windows (flush / blocking)."""
-        windows = self._events(self.sse.flush(), t)
+        windows = self._events(self.sse.flush_data(), t)
         tail = self.tokens.flush()
         self.record.text_chars += tail.other_chars
         self.frames.flush()
