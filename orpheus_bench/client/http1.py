@@ -154,6 +154,26 @@ class ResponseParser:
         pos = 0
         n = len(buf)
         state = self._chunk_state
+        if state == "size":
+            # Fast path: whole chunks ``<hex>\r\n<data>\r\n``, one or several; the state machine below takes over
+            # at the first one that is cut, has extensions, or is the last chunk.
+            while True:
+                eol = buf.find(b"\r\n", pos, pos + 18)
+                if eol <= pos:
+                    break
+                try:
+                    size = int(buf[pos:eol], 16)
+                except ValueError:
+                    break
+                start = eol + 2
+                end = start + size
+                if size <= 0 or end + 2 > n or buf[end : end + 2] != b"\r\n":
+                    break
+                pieces.append(buf[start:end])
+                pos = end + 2
+                if pos == n:
+                    self._buf = b""
+                    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
         while pos < n:
             if state == "size":
                 eol = buf.find(b"\r\n", pos)

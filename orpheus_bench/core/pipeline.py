@@ -26,6 +26,13 @@ from orpheus_bench.errors import InvalidAudioError, NoAudioError, ProtocolError
 from orpheus_bench.records import AudioChunk, ErrorClass, RequestRecord, Status
 
 
+def _token_ids(ids: list[int]) -> list[int]:
+    try:
+        return [int(t) for t in ids]
+    except (TypeError, ValueError):
+        raise ProtocolError(f"native event: 'tokens' is not a list of token ids: {ids[:8]!r}") from None
+
+
 class RequestPipeline:
     """Parsers and bookkeeping of one request; see the module docstring for the calling sequence."""
 
@@ -113,12 +120,17 @@ class RequestPipeline:
             return []
         numbers: list[int] | None = None
         if self.use_token_ids and msg.token_ids:
-            numbers = numbers_from_token_ids(msg.token_ids)
+            numbers = numbers_from_token_ids(_token_ids(msg.token_ids))
         if numbers is None:
-            parsed = self.tokens.feed(msg.text)
-            numbers = parsed.numbers
-            rec.text_chars += parsed.other_chars
-            produced = len(numbers) or (1 if parsed.other_chars else 0)
+            whole = self.tokens.whole_token(msg.text)
+            if whole is not None:  # the common case: exactly one token, nothing held from before
+                numbers = [whole]
+                produced = 1
+            else:
+                parsed = self.tokens.feed(msg.text)
+                numbers = parsed.numbers
+                rec.text_chars += parsed.other_chars
+                produced = len(numbers) or (1 if parsed.other_chars else 0)
         else:
             produced = len(numbers)
         if produced:
@@ -145,11 +157,12 @@ class RequestPipeline:
                 rec.tokens_cached = msg.tokens_cached
             if msg.timings is not None:
                 rec.timings = msg.timings
-        sent = msg.extra.get("sim_sent_mono")
+        sent = msg.sim_sent_mono
         if sent is not None and numbers and "sim_first_token_sent_mono" not in rec.extra:
             # Simulator stamp mode: when the server wrote the first token (time.monotonic, same host).
             rec.extra["sim_first_token_sent_mono"] = sent
-        self._sync_counts()
+        # The record's counters (audio tokens, invalid codes, frames) are copied from the parsers at the end of
+        # the stream and in `finalize`, not per event: nobody reads them in between.
         return windows
 
     def _frame(self, frame: Frame, t: float) -> list[DecodeWindow]:

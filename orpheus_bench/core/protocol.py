@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from orpheus_bench.errors import AuthError, ContextSizeError, HTTPStatusError, ProtocolError, RequestError
@@ -47,7 +47,7 @@ class StreamMessage:
     tokens_cached: int | None = None
     prompt_tokens: int | None = None
     timings: ServerTimings | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    sim_sent_mono: float | None = None  # the simulator's stamp mode: when it wrote this event (time.monotonic)
 
 
 def _num(d: dict[str, Any], key: str) -> float | None:
@@ -96,21 +96,25 @@ def _load(data: str) -> dict[str, Any]:
 
 
 def parse_native(data: str) -> StreamMessage:
-    """One ``/completion`` event (or a whole non-streaming body)."""
+    """One ``/completion`` event (or a whole non-streaming body).
+
+    ``token_ids`` is the event's ``tokens`` list as sent (checked and converted only by a pipeline that reads
+    audio from token ids: most events of most runs never need it, so no list is built for them).
+    """
     obj = _load(data)
     content = obj.get("content", "")
     if not isinstance(content, str):
         raise ProtocolError("native event: 'content' is not a string")
     ids = obj.get("tokens")
-    token_ids = [int(t) for t in ids] if isinstance(ids, list) and ids else None
-    msg = StreamMessage(text=content, token_ids=token_ids, final=bool(obj.get("stop", False)))
+    msg = StreamMessage(content, ids if ids and isinstance(ids, list) else None, bool(obj.get("stop", False)))
     if msg.final:
         msg.stop_reason = obj.get("stop_type") if isinstance(obj.get("stop_type"), str) else None
         msg.truncated = bool(obj["truncated"]) if "truncated" in obj else None
         msg.tokens_cached = _int(obj, "tokens_cached")
         msg.prompt_tokens = _int(obj, "tokens_evaluated")
         msg.timings = parse_timings(obj.get("timings"))
-    _stamps(obj, msg)
+    if "sim_sent_mono" in obj:
+        _stamps(obj, msg)
     return msg
 
 
@@ -118,7 +122,7 @@ def _stamps(obj: dict[str, Any], msg: StreamMessage) -> None:
     # The simulator's stamp mode puts its send time in every event, to measure the harness's own overhead.
     mono = obj.get("sim_sent_mono")
     if isinstance(mono, (int, float)):
-        msg.extra["sim_sent_mono"] = float(mono)
+        msg.sim_sent_mono = float(mono)
 
 
 def parse_openai(data: str) -> StreamMessage:
