@@ -347,48 +347,57 @@ class RampAnswer:
         return 1e6 * sxy / sxx
 
 
-async def ramp(url: str, args: argparse.Namespace, path: ClientPath, idle: RampLevel) -> RampAnswer:
-    """The ramp of one path until a level fails the noise-adjusted limit twice.
+async def ramps(url: str, args: argparse.Namespace, paths: list[ClientPath], idle: RampLevel) -> list[RampAnswer]:
+    """Every path's ramp, interleaved level by level, until each fails the noise-adjusted limit twice.
 
-    Strict: lag p99 < ``--lag-p99-ms``. Adjusted: lag p99 < ``--lag-p99-ms`` + the idle loop's p99, i.e. what
-    the harness adds to the lag this (shared) machine gives any process; on a quiet machine the two agree.
+    Interleaved so that a shared machine's load, which drifts over minutes, weighs on every path alike. Strict:
+    lag p99 < ``--lag-p99-ms``. Adjusted: lag p99 < ``--lag-p99-ms`` + the idle loop's p99, i.e. what the
+    harness adds to the lag this (shared) machine gives any process; on a quiet machine the two agree.
     """
     min_rate = args.min_rate * args.tokens_per_s
     idle_p99 = idle.lag_p99_ms
-    answer = RampAnswer(path, [], idle_p99, args.lag_p99_ms + (idle_p99 or 0.0), levels=[idle])
-    workers = await start_workers(url, path, args)
+    answers = [RampAnswer(p, [], idle_p99, args.lag_p99_ms + (idle_p99 or 0.0), levels=[idle]) for p in paths]
+    workers = [await start_workers(url, p, args) for p in paths]
+    strict_ok = [True] * len(paths)
+    active = [True] * len(paths)
     try:
-        strict_ok = True
         for n in args.levels:
-            adjusted = False
-            for attempt in range(1 + args.retries):
-                print(f"  {path.label}: {n} streams (try {attempt + 1}) ...", end="", flush=True)
-                level = await run_level(url, n, args, path, workers)
-                strict = level.holds(args.lag_p99_ms, min_rate)
-                adjusted = level.holds(answer.adjusted_limit_ms, min_rate)
-                verdict = "held" if strict else ("held over noise floor" if adjusted else "failed")
-                print(
-                    f" lag p99 {fmt(level.lag_p99_ms)} ms, rate {fmt(level.median_rate(), 1)} tok/s, "
-                    f"{fmt(level.cpu_us_per_token, 1)} us CPU/token: {verdict}",
-                    flush=True,
-                )
-                answer.rows.append(row(level, verdict, args, path))
-                answer.levels.append(level)
-                if strict:
-                    break
-                if adjusted and not strict_ok:
-                    break  # strict already failed on a smaller level: one adjusted pass is enough
-            if strict and strict_ok:
-                answer.best_strict = n
-            else:
-                strict_ok = False
-            if not adjusted:
+            for i, (path, answer) in enumerate(zip(paths, answers, strict=True)):
+                if not active[i]:
+                    continue
+                strict = adjusted = False
+                for attempt in range(1 + args.retries):
+                    print(f"  {path.label}: {n} streams (try {attempt + 1}) ...", end="", flush=True)
+                    level = await run_level(url, n, args, path, workers[i])
+                    strict = level.holds(args.lag_p99_ms, min_rate)
+                    adjusted = level.holds(answer.adjusted_limit_ms, min_rate)
+                    verdict = "held" if strict else ("held over noise floor" if adjusted else "failed")
+                    print(
+                        f" lag p99 {fmt(level.lag_p99_ms)} ms, rate {fmt(level.median_rate(), 1)} tok/s, "
+                        f"{fmt(level.cpu_us_per_token, 1)} us CPU/token: {verdict}",
+                        flush=True,
+                    )
+                    answer.rows.append(row(level, verdict, args, path))
+                    answer.levels.append(level)
+                    if strict:
+                        break
+                    if adjusted and not strict_ok[i]:
+                        break  # strict already failed on a smaller level: one adjusted pass is enough
+                if strict and strict_ok[i]:
+                    answer.best_strict = n
+                else:
+                    strict_ok[i] = False
+                if adjusted:
+                    answer.best_adjusted = n
+                else:
+                    active[i] = False
+            if not any(active):
                 break
-            answer.best_adjusted = n
     finally:
-        if workers is not None:
-            await workers.shutdown()
-    return answer
+        for w in workers:
+            if w is not None:
+                await w.shutdown()
+    return answers
 
 
 # ---- where the client's CPU goes --------------------------------------------------------------------------------
@@ -543,7 +552,7 @@ async def whole(url: str, args: argparse.Namespace) -> tuple[list[RampAnswer], d
     """Idle level, every path's ramp, CPU per token side by side, the breakdowns."""
     idle = await idle_level(args)
     print(f"  idle loop: lag p99 {fmt(idle.lag_p99_ms)} ms", flush=True)
-    answers = [await ramp(url, args, path, idle) for path in args.paths]
+    answers = await ramps(url, args, args.paths, idle)
     cpu = await cpu_per_token(url, args, args.paths) if args.cpu_streams else {}
     split: list[list[str]] = []
     if args.breakdown > 0:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from orpheus_bench.client.runner import OnRecord, Ticket
-from orpheus_bench.errors import OrpheusBenchError
+from orpheus_bench.errors import LaunchError
 from orpheus_bench.levels import LevelOutcome, ProcessHealth
 from orpheus_bench.limits import LAG_INTERVAL_S, MAX_AUTO_PROCESSES, STREAMS_PER_PROCESS
 from orpheus_bench.records import ErrorClass, RequestRecord, Status
@@ -52,8 +52,12 @@ LINE_LIMIT = 64 * 1024 * 1024  # one record per line; a long utterance's chunk l
 REAL_TIME_TOKENS_PER_S = 85.0  # Orpheus at real time: to estimate open-loop streams in flight
 
 
-class ClientProcessError(OrpheusBenchError):
-    """A whole-run fault of the client's worker processes: one did not start, or none is left."""
+class ClientProcessError(LaunchError):
+    """A whole-run fault of the client's worker processes: one did not start, or none is left.
+
+    A `LaunchError` (something the run needed could not be started), so the CLI reports it in one line with exit
+    code 3 like the other whole-run faults.
+    """
 
 
 def usable_cores() -> int:
@@ -263,9 +267,13 @@ class WorkerProcesses:
 
     async def send(self, ticket: Ticket, done: OnRecord) -> None:
         """Hand the ticket to a worker and wait for its record (see the module docstring for the failure cases)."""
-        w = self._pick(ticket)
-        ident = next(self._ids)
         pending = _Pending(ticket, self.clock(), time.time(), asyncio.get_running_loop().create_future())
+        try:
+            w = self._pick(ticket)
+        except ClientProcessError as exc:
+            done(self._parent_record(pending, ErrorClass.CLIENT, str(exc)))  # a record even for this ticket
+            raise
+        ident = next(self._ids)
         w.inflight[ident] = pending
         w.write({"op": "send", "id": ident, "ticket": ticket.to_dict()})
         try:
