@@ -25,7 +25,10 @@ worker processes by `client.processes.WorkerProcesses`, as ``orpheus-bench run -
 several processes, each worker samples its own loop at ``--lag-interval-ms``; a level holds only when every
 process (the parent included) stays under the bound, and the table shows streams per process and in total.
 Client CPU is the parent plus its worker processes (``/proc/<pid>/stat``); the simulator's is the rest of the
-children. ``--cpu-streams`` measures CPU per token of every path at the same stream counts (16 and 64), and
+children. ``worst loop CPU / wait %`` is the worst process's event-loop thread in the measurement window: the
+share of a core it used and the share of the time it was ready to run but waited for a core (Linux schedstat),
+the harness's own way of telling "the harness was busy" from "the machine gave it no core".
+``--cpu-streams`` measures CPU per token of every path at the same stream counts (16 and 64), and
 ``--breakdown`` splits it for the one-process paths: full harness, harness with parsing replaced by counting,
 and the bare transport (aiohttp ``readany`` loop, or an asyncio protocol that only counts).
 
@@ -61,7 +64,7 @@ from harness_overhead import (
 )
 
 from orpheus_bench.audio.service import DecodeService
-from orpheus_bench.client.loop_monitor import LoopLagMonitor
+from orpheus_bench.client.loop_monitor import LoopLagMonitor, ThreadClock
 from orpheus_bench.client.processes import WorkerProcesses
 from orpheus_bench.client.runner import SweepRunner
 from orpheus_bench.core.pipeline import RequestPipeline
@@ -139,6 +142,8 @@ class RampLevel:
     processes: int = 1
     process_lag_p99_ms: list[float | None] = field(default_factory=list)  # per worker process (x2, x4...)
     cause: str | None = None  # the summary's loop_lag_cause when it flagged the level
+    loop_cpu_pct: float | None = None  # the worst process's loop thread, in the measurement window
+    loop_wait_pct: float | None = None  # ...and its run-queue wait (ready, no core), percent of the window
 
     def median_rate(self) -> float | None:
         """Median per-stream token rate the client saw."""
@@ -232,9 +237,12 @@ async def run_level(
         monitor.start()
         meter.start()
         w0 = pid_cpu_s(pids)
+        thread0 = ThreadClock.sample()
         await asyncio.sleep(max(0.5, args.duration_s - args.settle_s))
         window["lag"] = monitor.take()
+        window["thread"] = ThreadClock.sample().since(thread0)
         cpu = meter.stop()
+        window["wall"] = cpu.wall_s
         w_cpu = pid_cpu_s(pids) - w0
         window["client_pct"] = cpu.client_pct + 100.0 * w_cpu / cpu.wall_s
         window["sim_pct"] = None if cpu.sim_pct is None else cpu.sim_pct - 100.0 * w_cpu / cpu.wall_s
@@ -255,12 +263,18 @@ async def run_level(
     outcome: LevelOutcome = runner.levels[0]
     summary = outcome.summary()
     lag: list[float] = list(window["lag"])  # type: ignore[call-overload]
+    thread: ThreadClock = window["thread"]  # type: ignore[assignment]
+    wall = float(window["wall"])  # type: ignore[arg-type]
+    loop_cpu = 100.0 * thread.cpu_s / wall
+    loop_wait = None if thread.wait_s is None else 100.0 * thread.wait_s / wall
     per_process: list[float | None] = []
     health: list[ProcessHealth] = list(window.get("health") or [])  # type: ignore[call-overload]
     for h in health:
         per_process.append(h.lag_p99_ms)
         if (h.lag_p99_ms or 0.0) > (percentile(lag, 99) or 0.0):
-            lag = h.loop_lag_ms  # the worst process decides
+            lag = h.loop_lag_ms  # the worst process decides, and its loop's CPU and wait say why
+            loop_cpu = 100.0 * (h.cpu_share or 0.0)
+            loop_wait = None if h.wait_share is None else 100.0 * h.wait_share
     rates = []
     ok = failed = 0
     for rec in outcome.records:
@@ -290,6 +304,8 @@ async def run_level(
         processes=path.processes,
         process_lag_p99_ms=per_process,
         cause=summary["client"].get("loop_lag_cause"),
+        loop_cpu_pct=loop_cpu,
+        loop_wait_pct=loop_wait,
     )
 
 
@@ -310,6 +326,7 @@ def row(level: RampLevel, verdict: str, args: argparse.Namespace, path: ClientPa
         fmt(low, 1),
         f"{fmt(percentile(lag, 50))} / {fmt(percentile(lag, 99))} / {fmt(max(lag) if lag else None)}",
         per,
+        f"{fmt(level.loop_cpu_pct, 0)} / {fmt(level.loop_wait_pct, 0)}",
         fmt(level.harness_lag_p99_ms, 1),
         ("yes" + (f" ({level.cause})" if level.cause else "")) if level.client_bound else "no",
         f"{level.client_cpu_pct:.0f}",
@@ -626,6 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "min",
             "lag p50 / p99 / max",
             "p99 per worker",
+            "worst loop CPU / wait %",
             "harness lag p99",
             "client-bound",
             "client CPU %",
