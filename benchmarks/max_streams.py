@@ -32,6 +32,9 @@ the harness's own way of telling "the harness was busy" from "the machine gave i
 ``--breakdown`` splits it for the one-process paths: full harness, harness with parsing replaced by counting,
 and the bare transport (aiohttp ``readany`` loop, or an asyncio protocol that only counts).
 
+About 700 lines, one script on purpose: it is one experiment (ramps, CPU pairs, breakdowns, bare-transport floors)
+whose parts share its measurement helpers; splitting it would only move them into a module nobody else uses.
+
 Usage: ``python benchmarks/max_streams.py [--levels 16,32,64,128,192,256,384,512] [--duration-s 8]
 [--paths aiohttp,stream,stream x2] [--processes 2]`` (``--processes N`` adds ``stream xN`` to the paths).
 """

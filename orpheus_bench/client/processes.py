@@ -8,7 +8,8 @@ numbers requests and marks warmup, the open-loop arrival schedule, the run direc
 with its own connection pool and decode service (`runner.LocalSender`) and answers with the finished record.
 
 - The run clock is one: ``perf_counter`` is the system-wide monotonic clock, so every process computes
-  ``run_offset_s`` against the parent's origin (the handshake corrects a clock that is not shared).
+  ``run_offset_s`` against the parent's origin; one round trip at start checks it (and corrects a worker whose
+  clock reads outside the round trip).
 - Closed-loop worker ``w`` lives in process ``w % N``; open-loop arrivals go to the least-loaded process.
 - Nothing is lost or doubled: the parent remembers every ticket it handed out until its record comes back. When a
   worker process dies, each of its requests in flight becomes a failed record (error class ``client``) written by
@@ -19,6 +20,8 @@ with its own connection pool and decode service (`runner.LocalSender`) and answe
   level summary lists them and is judged by its worst process (`levels.LevelOutcome.summary`).
 
 Messages are JSON lines: tickets and control words on the worker's stdin, records and replies on its stdout.
+About 400 lines: the parent's whole side of that protocol (start, tickets, deaths, level health) in one place;
+the worker's side is `client.worker_process`.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from orpheus_bench.target import Target
 START_TIMEOUT_S = 180.0  # a worker loads SNAC before it is ready (decode on); decode off takes about a second
 REPLY_TIMEOUT_S = 15.0  # level-end health, stop
 CANCEL_WAIT_S = 5.0  # how long a cancelled ticket waits for its worker's own cancelled record
+CLOCK_SLACK_S = 0.001  # a worker's clock reading outside the parent's round trip by more than this is corrected
 LINE_LIMIT = 64 * 1024 * 1024  # one record per line; a long utterance's chunk list is tens of kB
 REAL_TIME_TOKENS_PER_S = 85.0  # Orpheus at real time: to estimate open-loop streams in flight
 
@@ -210,7 +214,6 @@ class WorkerProcesses:
                     "scenario": scenario,
                     "api_key": self.api_key,  # over the pipe, never on a command line
                     "origin": self.origin,
-                    "parent_now": self.clock(),
                     "audio_dir": str(self.audio_dir) if self.audio_dir else None,
                     "lag_interval_s": self.lag_interval_s,
                 }
@@ -221,6 +224,27 @@ class WorkerProcesses:
                 detail = reply.get("message") or w.exit or "no answer"
                 raise ClientProcessError(f"client {w.name} did not start: {detail}")
             w.info = reply
+            await self._align_clock(w)
+
+    async def _align_clock(self, w: _Worker) -> None:
+        """Check the worker's clock against the parent's by one round trip; correct it where they differ.
+
+        ``perf_counter`` is system-wide where Python runs (CLOCK_MONOTONIC, mach_absolute_time, QPC), so the
+        worker's reading should fall between the parent's before and after; the correction is for the case where
+        it does not (or where the parent runs on another clock, as the benchmarks' ``time.monotonic``).
+        """
+        t_sent = self.clock()
+        w.write({"op": "clock"})
+        reply = await self._reply(w, "clock", REPLY_TIMEOUT_S)
+        t_back = self.clock()
+        if reply.get("op") != "clock":
+            return
+        now = float(reply["now"])
+        if t_sent - CLOCK_SLACK_S <= now <= t_back + CLOCK_SLACK_S:
+            return
+        offset = now - (t_sent + t_back) / 2.0
+        w.write({"op": "clock_offset", "offset": offset})
+        w.info["clock_offset_s"] = offset
 
     @property
     def decode_info(self) -> dict[str, Any] | None:

@@ -32,8 +32,6 @@ from orpheus_bench.records import RequestRecord
 from orpheus_bench.scenario import scenario_from_dict
 from orpheus_bench.target import Target
 
-CLOCK_SKEW_LIMIT_S = 1.0  # a start message older than this means the clocks differ, not that the pipe was slow
-
 
 @dataclass
 class _Level:
@@ -88,9 +86,6 @@ async def serve(msg_fd: int) -> int:
         out.send({"op": "error", "message": f"{exc.__class__.__name__}: {exc}"})
         return 2
     origin = float(start["origin"])
-    skew = time.perf_counter() - float(start["parent_now"])
-    if abs(skew) > CLOCK_SKEW_LIMIT_S:
-        origin += skew  # perf_counter is not shared with the parent here: keep the run clock one all the same
     audio_dir = Path(start["audio_dir"]) if start.get("audio_dir") else None
     sender = LocalSender(
         target,
@@ -114,6 +109,11 @@ async def serve(msg_fd: int) -> int:
                 ticket = Ticket.from_dict(msg["ticket"])
                 tasks[ident] = _start(sender, ticket, ident, out, tasks)
                 level.sent += 1
+            elif op == "clock":
+                out.send({"op": "clock", "now": time.perf_counter()})
+            elif op == "clock_offset":
+                # The parent measured this process's clock against its own (see `WorkerProcesses.open`).
+                sender.origin = origin + float(msg["offset"])
             elif op == "cancel":
                 running = tasks.get(int(msg["id"]))
                 if running is not None:
