@@ -56,7 +56,8 @@ class StreamPool:
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.ssl: ssl.SSLContext | None = ssl.create_default_context() if parts.scheme == "https" else None
         default_port = (parts.scheme == "https" and self.port == 443) or (parts.scheme == "http" and self.port == 80)
-        self.host_header = self.host if default_port else f"{self.host}:{self.port}"
+        name = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal keeps its brackets
+        self.host_header = name if default_port else f"{name}:{self.port}"
         self.connect_timeout_s = connect_timeout_s
         self.base_url = base_url
         self._idle: list[_Connection] = []
