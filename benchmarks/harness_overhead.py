@@ -32,9 +32,15 @@ Each level also records client CPU (whole process and its event-loop thread) and
 before the levels an idle event loop's lag: on a shared machine a loop can lag because it waits for a core,
 which the ``why`` column tells apart from a loop that is busy working.
 
+``--transports aiohttp,stream`` runs every level with both client transports, interleaved (issue 16): the old path
+(aiohttp, one ``readany()`` per HTTP chunk, timestamp when its task resumes) and the stream transport (timestamp
+in the protocol callback, before parsing); the ``event`` and ``1st audio tok`` columns then say what the change
+did to arrival times and time to first token.
+
 Usage::
 
     python benchmarks/harness_overhead.py                         # 1,16,64,256 streams, decode off and on
+    python benchmarks/harness_overhead.py --decode off --streams 1,16,64 --transports aiohttp,stream
     python benchmarks/harness_overhead.py --decode off --streams 1,16,64,256,512 --rounds-off 3
     python benchmarks/harness_overhead.py --decode on --device cuda --frames-on 24   # GPU
 
@@ -271,6 +277,14 @@ class LevelResult:
     first_decode_ms: list[float]
     cut: bool = False  # the level hit its time limit and was cancelled
     ttfa_censored: int = 0  # analysed requests without first audio (cut before their first PCM)
+    transport: str = "stream"  # the client's HTTP transport (client.transport)
+
+    @property
+    def label(self) -> str:
+        """``off``, ``on``, or ``off/aiohttp`` when several transports ran."""
+        return self.decode if not self.transport_shown else f"{self.decode}/{self.transport}"
+
+    transport_shown: bool = False
 
     def pooled(self, name: str) -> list[float]:
         """All values of one per-event list, or the per-request scalar, over the measured requests."""
@@ -323,6 +337,7 @@ async def run_level(
     min_measured: int = 1,
     protocol: str = "native",
     timeout_s: float | None = None,
+    transport: str = "stream",
 ) -> LevelResult:
     """Run one closed-loop level through the real `SweepRunner` and analyse its stamp logs.
 
@@ -338,7 +353,16 @@ async def run_level(
     target = StampedTarget.from_scenario(sc)
     assert isinstance(target, StampedTarget)  # from_scenario builds cls(...)
     origin = time.monotonic()
-    runner = SweepRunner(target, sc.prompts.load(), service, NullSink(), sc.load, clock=time.monotonic, origin=origin)
+    runner = SweepRunner(
+        target,
+        sc.prompts.load(),
+        service,
+        NullSink(),
+        sc.load,
+        clock=time.monotonic,
+        origin=origin,
+        transport=transport,
+    )
     meter = CpuMeter()
     meter.start()
     cut = False
@@ -360,6 +384,7 @@ async def run_level(
         first_queue_ms=[],
         first_decode_ms=[],
         cut=cut,
+        transport=transport,
     )
     for rec in outcome.records:
         if rec.warmup:
@@ -453,13 +478,13 @@ def report(results: list[LevelResult], tokens_per_s: float) -> None:
     for r in results:
         ev = r.pooled("event_ms")
         p99 = percentile(ev, 99)
-        if r.streams == min(x.streams for x in results if x.decode == r.decode):
-            base[r.decode] = p99
-        b = base.get(r.decode)
+        if r.streams == min(x.streams for x in results if x.label == r.label):
+            base[r.label] = p99
+        b = base.get(r.label)
         ratio = f"{p99 / b:.1f}x" if p99 is not None and b else "-"
         rows.append(
             [
-                r.decode,
+                r.label,
                 str(r.streams),
                 str(len(ev)),
                 p50_p99(ev),
@@ -495,7 +520,7 @@ def report(results: list[LevelResult], tokens_per_s: float) -> None:
         rate = statistics.median(rates) if rates else None
         rows.append(
             [
-                r.decode,
+                r.label,
                 str(r.streams),
                 f"{r.measured - r.failed}/{r.measured}" + (f", cut at {r.cpu.wall_s:.0f} s" if r.cut else ""),
                 fmt(rate, 1) + (f" ({100 * rate / tokens_per_s:.0f}%)" if rate and tokens_per_s else ""),
@@ -539,8 +564,14 @@ def verdict(summary: dict[str, Any], cpu: CpuShares) -> tuple[str, str]:
         why.append("decoding slower than tokens arrive")
     if "lag" in reasons:
         short.append("loop lag")
-        # A loop thread near a full core was working; far below it, it was waiting for one.
-        why.append("event loop saturated" if cpu.loop_pct >= 80 else "loop waited for a core (machine busy)")
+        # The harness's own cause (loop CPU share and run-queue wait, levels.ProcessHealth.lag_cause).
+        cause = summary.get("client", {}).get("loop_lag_cause")
+        words = {
+            "harness_busy": "event loop saturated (the harness was busy)",
+            "machine_busy": "loop waited for a core (machine busy)",
+            "blocked": "loop blocked (neither busy nor waiting for a core)",
+        }
+        why.append(words.get(cause, "event loop saturated" if cpu.loop_pct >= 80 else "loop waited for a core"))
     return "YES (" + ", ".join(short) + ")", "; ".join(why)
 
 
@@ -559,19 +590,22 @@ async def _levels(
 ) -> list[LevelResult]:
     out = []
     for n in args.streams:
-        print(f"  decode {decode}: {n} streams ...", end="", flush=True)
-        res = await run_level(
-            url,
-            n,
-            decode=decode,
-            service=service,
-            rounds=rounds,
-            min_measured=args.min_measured,
-            protocol=args.protocol,
-            timeout_s=args.level_timeout_s,
-        )
-        print(f" {res.cpu.wall_s:.1f} s" + (" (cut: level time limit)" if res.cut else ""), flush=True)
-        out.append(res)
+        for transport in args.transports:  # interleaved, so the machine's load drifts alike for each
+            print(f"  decode {decode}, {transport}: {n} streams ...", end="", flush=True)
+            res = await run_level(
+                url,
+                n,
+                decode=decode,
+                service=service,
+                rounds=rounds,
+                min_measured=args.min_measured,
+                protocol=args.protocol,
+                timeout_s=args.level_timeout_s,
+                transport=transport,
+            )
+            res.transport_shown = len(args.transports) > 1
+            print(f" {res.cpu.wall_s:.1f} s" + (" (cut: level time limit)" if res.cut else ""), flush=True)
+            out.append(res)
     return out
 
 
@@ -627,7 +661,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--torch-threads", type=int, default=None, help="default: cores - 1 on CPU")
     ap.add_argument("--protocol", default="native", choices=["native", "openai"])
     ap.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"], help="client event loop")
+    ap.add_argument(
+        "--transports",
+        default="stream",
+        help="client HTTP transports to run side by side: stream (default), aiohttp (the path before issue 16)",
+    )
     args = ap.parse_args(argv)
+    args.transports = [t for t in args.transports.split(",") if t]
+    if any(t not in ("stream", "aiohttp") for t in args.transports) or not args.transports:
+        ap.error("--transports takes stream and/or aiohttp")
     args.streams = sorted({int(s) for s in args.streams.split(",") if s})
     modes = [m for m in args.decode.split(",") if m]
     if not args.streams or any(m not in ("off", "on") for m in modes):

@@ -15,6 +15,8 @@ less accuracy than wall time would), best of ``--repeat``:
 - ``pipeline off``: `RequestPipeline.feed_bytes` with decode off (SSE -> JSON -> tokens -> codes -> frames),
   plus `end_of_stream` and `finalize`: what the harness runs per request;
 - ``pipeline ref``: the same with the 28-token reference window planner producing `DecodeWindow`s (not decoded);
+- ``pipeline off, json``: ``pipeline off`` with orjson switched off (`json.loads` decides alone): what the
+  optional orjson decoder buys (issue 16; the row is left out when orjson is not installed);
 - ``sse only``: `SSEDecoder.feed` alone, the framing share of the cost;
 - ``naive``: the baseline a script would write: buffer, split on blank lines, ``json.loads`` each ``data:``
   line, a regex over the content for ``<custom_token_N>``, the code arithmetic, groups of 7.
@@ -115,6 +117,21 @@ def make_pipeline_parser(preset: str, protocol: str) -> Callable[[list[bytes]], 
     return run
 
 
+def without_orjson(fn: Callable[[list[bytes]], int]) -> Callable[[list[bytes]], int]:
+    """The same parser with `core.protocol`'s orjson fast path switched off while it runs."""
+    from orpheus_bench.core import protocol
+
+    def run(chunks: list[bytes]) -> int:
+        saved = protocol._fast_loads
+        protocol._fast_loads = None
+        try:
+            return fn(chunks)
+        finally:
+            protocol._fast_loads = saved
+
+    return run
+
+
 def sse_only(chunks: list[bytes]) -> int:
     """Framing alone: events out of bytes."""
     dec = SSEDecoder()
@@ -191,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("sse only", sse_only),
         ("naive", naive),
     ]
+    from orpheus_bench.core import protocol
+
+    if protocol._fast_loads is not None:
+        parsers.insert(1, ("pipeline off, json", without_orjson(make_pipeline_parser("off", args.protocol))))
     expected = args.frames
     rows = []
     summary: dict[str, list[float]] = {}

@@ -69,6 +69,37 @@ def add_scenario_options(p: argparse.ArgumentParser, *, include_host: bool = Tru
     p.add_argument("--api-key", help=f"Bearer token for llama-server --api-key (or ${API_KEY_ENV}).")
 
 
+def processes_value(text: str) -> int | str:
+    """``auto`` or a positive integer (``--processes``)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"client.processes: expected 'auto' or an integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"client.processes: must be >= 1, got {n}")
+    return n
+
+
+def add_client_options(p: argparse.ArgumentParser) -> None:
+    """How the asyncio client runs (not for the Locust adapter: Locust has its own --processes)."""
+    p.add_argument(
+        "--processes",
+        dest="client_processes",  # not `processes`: Locust's own flag of that name must never land here
+        metavar="N|auto",
+        type=processes_value,
+        help="Client worker processes the level's streams are spread over: auto (default: one per core, at most "
+        "one per 32 streams and 8 in all) or N; 1 keeps everything in this process.",
+    )
+    p.add_argument(
+        "--transport",
+        dest="client_transport",
+        choices=["stream", "aiohttp"],
+        help="HTTP client: stream (default; bytes parsed as they arrive) or aiohttp (one readany() per chunk).",
+    )
+
+
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Dotted scenario keys from the flags that were given."""
     voice = getattr(args, "voice", None)
@@ -96,6 +127,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "timeouts.between_tokens_s": args.token_timeout,
         "server.profile": args.server_profile,
         "server.model": args.model,
+        "client.processes": getattr(args, "client_processes", None),
+        "client.transport": getattr(args, "client_transport", None),
     }
     if voice is not None:
         o["prompts.voice"] = None if voice.lower() == "none" else voice

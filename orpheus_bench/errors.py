@@ -5,6 +5,7 @@
     ├── ServerError                   a whole-run fault with the target server (not found, never healthy)
     │   └── ServerNotReady            /health kept answering 503 (model loading) past the wait limit
     ├── LaunchError                   llama-server could not be found, built or started
+    │   └── ClientProcessError        a client worker process did not start, or none is left (client/processes.py)
     └── RequestError                  one request failed; carries an `ErrorClass` and becomes record data
         ├── ConnectError              connect refused / DNS / connect timeout
         ├── HTTPStatusError           non-2xx answer

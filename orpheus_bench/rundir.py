@@ -1,5 +1,8 @@
 """The run directory: ``run.json`` metadata, ``requests.jsonl``, ``server.jsonl``, ``audio/``, logs.
 
+With several client processes, the parent alone writes ``run.json`` and ``requests.jsonl``; the workers' stderr
+goes to ``client-workers.log``.
+
 Both drivers (aiohttp runner, Locust) write it through this module, so `orpheus-bench report` reads them alike.
 ``run.json`` is written when the run starts (``complete: false``) and rewritten atomically as levels finish and
 at the end; an interrupted run therefore still has valid metadata that says it is incomplete. An existing run
@@ -25,6 +28,7 @@ REQUESTS_FILE = "requests.jsonl"
 RUN_FILE = "run.json"
 SERVER_FILE = "server.jsonl"
 AUDIO_DIR = "audio"
+WORKERS_LOG = "client-workers.log"  # stderr of the client's worker processes (client.processes > 1)
 
 
 def utc_now() -> str:

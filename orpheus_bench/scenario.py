@@ -181,6 +181,31 @@ class PromptSource(_Strict):
         return builtin(self.set or "seed-lengths")
 
 
+class ClientSettings(_Strict):
+    """How this client drives the load: its processes and its HTTP transport (issue 16)."""
+
+    processes: int | Literal["auto"] = Field(
+        "auto",
+        description="Client processes the level's workers are spread over, each with its own event loop, "
+        "connections and decode service; the parent plans levels and writes the run directory. auto: one per "
+        "usable core, at most one per 32 streams of the largest level and 8 in all (a small sweep stays in one "
+        "process); 1: everything in this process, as before issue 16.",
+    )
+    transport: Literal["stream", "aiohttp"] = Field(
+        "stream",
+        description="stream: orpheus-bench's HTTP/1.1 reader on an asyncio protocol, bytes parsed where they "
+        "arrive (cheaper per token); aiohttp: aiohttp's client, one readany() per HTTP chunk (the path before "
+        "issue 16, kept for comparison).",
+    )
+
+    @field_validator("processes")
+    @classmethod
+    def _processes(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("processes must be >= 1 or 'auto'")
+        return v
+
+
 class ServerLaunch(_Strict):
     """Start a llama-server for this run from a profile (else the run targets `host`)."""
 
@@ -209,6 +234,9 @@ class Scenario(_Strict):
     load: Load = Field(default_factory=Load, description="Load shape.")
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Limits.")
     server: ServerLaunch = Field(default_factory=ServerLaunch, description="Optional server to start.")
+    client: ClientSettings = Field(
+        default_factory=ClientSettings, description="Client processes and HTTP transport (not the server's)."
+    )
     max_invalid_code_rate: float = Field(
         0.02, ge=0, le=1, description="A request with more invalid audio codes than this share fails."
     )

@@ -1,1 +1,1 @@
-"""Drivers: the aiohttp request driver and the sweep runner (asyncio). Never imports locust."""
+"""Drivers (asyncio, never imports locust): the stream and aiohttp transports, the sweep runner, worker processes."""

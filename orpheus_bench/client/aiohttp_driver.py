@@ -1,9 +1,12 @@
-"""One request over aiohttp -> one filled `RequestRecord`.
+"""One request over aiohttp -> one filled `RequestRecord` (the ``aiohttp`` transport: one readany() per HTTP chunk).
 
 The driver only does I/O and takes timestamps: bytes go to the request's `RequestPipeline`, decode windows go to
 the process's `DecodeService` (OS threads, never this event loop), and transport errors are translated into the
 `errors` tree at this boundary. Nothing here raises for a failed request: the failure is written into the record.
 Cancellation (Ctrl-C, SIGTERM) marks the record ``cancelled`` and is then re-raised so the sweep can stop.
+
+This was the only transport before issue 16 and stays selectable (``client.transport: aiohttp``) so benchmarks can
+run the old path beside `stream_driver`, which parses bytes where they arrive instead of once per readany().
 """
 
 from __future__ import annotations
@@ -14,40 +17,22 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import numpy as np
 
 from orpheus_bench.audio.service import DecodeService
+from orpheus_bench.client.decoding import PcmCollector, RequestDecodes
 from orpheus_bench.core.pipeline import RequestPipeline
 from orpheus_bench.core.protocol import is_event_stream, non_stream_answer_error, parse_error_text
 from orpheus_bench.core.windows import DecodeWindow
 from orpheus_bench.errors import (
     ConnectError,
-    DecodeError,
     DisconnectError,
     ProtocolError,
     RequestError,
     StreamTimeout,
 )
-from orpheus_bench.limits import BLOCKING_BODY_LIMIT, DECODE_DRAIN_S, ERROR_BODY_LIMIT, STALE_RETRIES
+from orpheus_bench.limits import BLOCKING_BODY_LIMIT, ERROR_BODY_LIMIT, STALE_RETRIES
 from orpheus_bench.records import ErrorClass, RequestRecord, Status
 from orpheus_bench.target import Target
-
-
-class PcmCollector:
-    """Keeps a request's PCM in window order when a sample WAV is wanted."""
-
-    def __init__(self) -> None:
-        self.parts: dict[int, np.ndarray] = {}
-
-    def add(self, window: DecodeWindow, pcm: np.ndarray) -> None:
-        """Store the PCM of one window."""
-        self.parts[window.index] = pcm
-
-    def pcm(self) -> np.ndarray:
-        """All PCM in order."""
-        if not self.parts:
-            return np.zeros(0, dtype=np.float32)
-        return np.concatenate([self.parts[k] for k in sorted(self.parts)])
 
 
 async def execute(
@@ -64,21 +49,17 @@ async def execute(
     """Send one request and fill `record`; `t0` is the clock value of "request sent" (default: now)."""
     start = clock() if t0 is None else t0
     pipeline = target.new_pipeline(record)
-    pending: list[asyncio.Future[None]] = []
 
     def now() -> float:
         return clock() - start
 
-    def submit(windows: list[DecodeWindow]) -> None:
-        for w in windows:
-            pending.append(asyncio.ensure_future(_decode(pipeline, decoder, w, now, collect)))
-
+    decodes = RequestDecodes(pipeline, decoder, now, collect)
     try:
         try:
             try:
                 async with asyncio.timeout(target.request_timeout_s):
-                    await _exchange_once_more_on_stale(session, target, record, body, pipeline, submit, now)
-                    await _wait_all(pending)
+                    await _exchange_once_more_on_stale(session, target, record, body, pipeline, decodes.submit, now)
+                    await decodes.wait_all()
             except TimeoutError as exc:
                 raise StreamTimeout(_timeout_message(record, target, exc)) from exc
             except aiohttp.ClientConnectorError as exc:
@@ -95,10 +76,10 @@ async def execute(
             if exc.http_status is not None and record.http_status is None:
                 record.http_status = exc.http_status
             # Decodes still running belong to audio already received: keep them (bounded) for the record.
-            await _drain(pending)
+            await decodes.drain()
     except asyncio.CancelledError:
         record.fail(ErrorClass.CANCELLED, "run interrupted", Status.CANCELLED)
-        _cancel(pending)
+        decodes.cancel()
         raise
     finally:
         # Every exit path closes the record exactly once, with its end time.
@@ -179,50 +160,6 @@ async def _exchange(
                 break
             submit(pipeline.feed_bytes(chunk, now()))
         submit(pipeline.end_of_stream(now()))
-
-
-async def _decode(
-    pipeline: RequestPipeline,
-    decoder: DecodeService,
-    window: DecodeWindow,
-    now: Callable[[], float],
-    collect: PcmCollector | None,
-) -> None:
-    try:
-        result = await asyncio.wrap_future(decoder.submit(window))
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        raise DecodeError(f"SNAC decode failed: {exc.__class__.__name__}: {exc}") from exc
-    pipeline.on_decoded(window, int(result.pcm.shape[0]), now(), result.decode_s, result.queue_s)
-    if collect is not None:
-        collect.add(window, result.pcm)
-
-
-async def _wait_all(pending: list[asyncio.Future[None]]) -> None:
-    """Wait for every decode; the first failure (a DecodeError) is raised after all have settled."""
-    if not pending:
-        return
-    await asyncio.wait(pending)
-    for f in pending:
-        if not f.cancelled() and f.exception() is not None:
-            raise f.exception()  # type: ignore[misc]
-
-
-async def _drain(pending: list[asyncio.Future[None]]) -> None:
-    """After a failure: give running decodes a bounded time, then cancel the rest; never raises."""
-    live = [f for f in pending if not f.done()]
-    if live:
-        _, still = await asyncio.wait(live, timeout=DECODE_DRAIN_S)
-        _cancel(list(still))
-    for f in pending:
-        if f.done() and not f.cancelled():
-            f.exception()  # mark retrieved: the record already holds the failure that matters
-
-
-def _cancel(pending: list[asyncio.Future[None]]) -> None:
-    for f in pending:
-        f.cancel()
 
 
 def _timeout_message(record: RequestRecord, target: Target, exc: BaseException) -> str:

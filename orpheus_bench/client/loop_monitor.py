@@ -3,6 +3,9 @@
 A task sleeps a fixed interval and measures how late it wakes up. When the loop is busy (parsing, too many
 streams, a decode accidentally on the loop) the lateness grows; a level whose lag p99 exceeds the threshold is
 marked client-bound, because its latencies then measure this process as much as the server.
+
+`ThreadClock` tells the two causes of lag apart: the loop thread's CPU time (it was working) and, on Linux, its
+run-queue wait from ``/proc/thread-self/schedstat`` (it was ready to run and got no core: the machine was busy).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from orpheus_bench.limits import LAG_INTERVAL_S
 
@@ -44,3 +49,29 @@ class LoopLagMonitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+_SCHEDSTAT = Path("/proc/thread-self/schedstat")
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadClock:
+    """CPU time and run-queue wait of the calling thread at one moment (wait None where the OS does not say)."""
+
+    cpu_s: float
+    wait_s: float | None
+
+    @classmethod
+    def sample(cls) -> ThreadClock:
+        """Now, for the calling thread (call it from the event-loop thread)."""
+        try:
+            # schedstat: ns on a CPU, ns waiting on a run queue, timeslices (Linux, CONFIG_SCHED_INFO)
+            wait_ns = int(_SCHEDSTAT.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            return cls(time.thread_time(), None)
+        return cls(time.thread_time(), wait_ns / 1e9)
+
+    def since(self, earlier: ThreadClock) -> ThreadClock:
+        """The difference from an earlier sample."""
+        wait = None if self.wait_s is None or earlier.wait_s is None else self.wait_s - earlier.wait_s
+        return ThreadClock(self.cpu_s - earlier.cpu_s, wait)

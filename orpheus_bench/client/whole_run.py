@@ -1,8 +1,10 @@
 """A whole run, start to finish: server (optional), preflight, decoder, metrics timeline, sweep, run directory.
 
-`execute_run` is what `orpheus-bench run` and `orpheus-bench demo` call. It validates everything before the first
-request, writes ``run.json`` at the start and at every level, and always finishes the run directory in
-``finally``: an interrupted run is marked incomplete and its records are all on disk.
+`execute_run` is what `orpheus-bench run`, `orpheus-bench demo` and the capacity search call. It validates
+everything before the first request, writes ``run.json`` at the start and at every level, and always finishes the
+run directory in ``finally``: an interrupted run is marked incomplete and its records are all on disk. With
+``client.processes`` above one, the sweep's requests are sent by worker processes (`client.processes`) while this
+process keeps the plan, the run directory and the progress view; nothing else about the run changes.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import numpy as np
 
 from orpheus_bench.audio.service import DecodeService
 from orpheus_bench.audio.setup import build_decode_service
-from orpheus_bench.client.runner import SweepRunner
+from orpheus_bench.client.processes import WorkerProcesses, resolve_processes
+from orpheus_bench.client.runner import RequestSender, SweepRunner
 from orpheus_bench.errors import ConfigError, ServerNotReady
 from orpheus_bench.levels import LevelOutcome, LevelPlan, plan_levels
 from orpheus_bench.records import RequestRecord
-from orpheus_bench.rundir import RunDirectory
+from orpheus_bench.rundir import WORKERS_LOG, RunDirectory
 from orpheus_bench.scenario import Scenario
 from orpheus_bench.sinks import Fanout, JsonlSink, RecordSink
 from orpheus_bench.target import Target
@@ -157,6 +160,7 @@ async def execute_run(
     prompts = sc.prompts.load()  # prompt errors surface before anything starts
     if sc.keep_audio and sc.decode.preset == "off":
         raise ConfigError("keep_audio", "keeping audio needs decoding; decode.preset is 'off'")
+    processes = resolve_processes(sc)
     rundir = RunDirectory(out_dir, force=force)
     rundir.start(
         driver="aiohttp",
@@ -164,6 +168,7 @@ async def execute_run(
         cli_args=cli_args or {},
         host=sc.host,
         planned_levels=[p.label for p in plan_levels(sc.load)],
+        client={"processes": processes, "transport": sc.client.transport},
     )
     sink = JsonlSink(rundir.requests_path)
     fanout = Fanout([sink, *(extra_sinks or [])])
@@ -180,14 +185,32 @@ async def execute_run(
                 hooks.status(f"warning: {sc.host} {health}; requests will be recorded as errors")
             if doctor and health == "ok":
                 rundir.update(doctor=await _doctor(sc, prompts, api_key, hooks))
-            service = await asyncio.to_thread(_decode_service, sc, rundir, hooks)
+            if processes == 1:
+                service = await asyncio.to_thread(_decode_service, sc, rundir, hooks)
+            else:
+                service = DecodeService(None)  # each worker process decodes its own streams
             origin = time.perf_counter()  # the run clock shared by records and the server timeline
             scraper = await _start_scraper(sc, rundir, api_key, health == "ok", origin)
-            wav_writer = _wav_writer(rundir) if sc.keep_audio else None
+            wav_write = wav_writer(rundir.audio_dir) if sc.keep_audio else None
+            sender: RequestSender | None = None
+            if processes > 1:
+                hooks.status(f"starting {processes} client worker processes")
+                sender = WorkerProcesses(
+                    processes,
+                    sc,
+                    target,
+                    origin=origin,
+                    api_key=api_key,
+                    audio_dir=rundir.audio_dir if sc.keep_audio else None,
+                    log_path=rundir.path / WORKERS_LOG,
+                )
 
             def level_end(o: LevelOutcome) -> None:
                 summary = o.summary()
-                summary.update(_decode_stats(service))
+                if o.decode_services:
+                    summary["decode_service"] = o.decode_services  # one entry per worker process
+                else:
+                    summary.update(_decode_stats(service))
                 levels.append(summary)
                 rundir.add_level(summary)
                 hooks.level_end(o)
@@ -199,16 +222,26 @@ async def execute_run(
                 fanout,
                 sc.load,
                 keep_audio=sc.keep_audio,
-                on_audio=wav_writer,
+                on_audio=wav_write,
                 on_level_start=lambda p: hooks.level_start(p, _level_total(p)),
                 on_record=hooks.record,
                 on_level_end=level_end,
                 origin=origin,
+                transport=sc.client.transport,
+                sender=sender,
             )
             try:
+                if isinstance(sender, WorkerProcesses):
+                    await sender.open()
+                    rundir.update(
+                        snac=sender.decode_info,
+                        client={"processes": processes, "transport": sc.client.transport, "pids": sender.pids},
+                    )
                 await runner.run()
                 complete = True
             finally:
+                if sender is not None:
+                    await sender.close()
                 if scraper is not None:
                     await scraper.stop()
     finally:
@@ -273,12 +306,13 @@ async def _start_scraper(
     return scraper
 
 
-def _wav_writer(rundir: RunDirectory) -> Callable[[RequestRecord, np.ndarray], None]:
+def wav_writer(audio_dir: Path) -> Callable[[RequestRecord, np.ndarray], None]:
+    """Writes a kept sample's PCM into ``audio_dir`` (the run's ``audio/``) and names it in the record."""
     from orpheus_bench.audio.wav import write_wav
 
     def write(record: RequestRecord, pcm: np.ndarray) -> None:
         name = f"L{record.level}-{record.seq:04d}-{record.request_id}.wav"
-        write_wav(rundir.audio_dir / name, pcm)
+        write_wav(audio_dir / name, pcm)
         record.extra["audio_file"] = f"audio/{name}"  # relative to the run directory
 
     return write

@@ -27,7 +27,13 @@ from orpheus_bench.capacity.driver import CapacityHooks, CapacityPlan, Measureme
 from orpheus_bench.capacity.result import CapacityResult, LoadResult, read_result
 from orpheus_bench.capacity.search import CONCURRENCY, RATE, SearchConfig, confident
 from orpheus_bench.capacity.slo import DEFAULT_CONFIDENCE, DEFAULT_PREROLL_MS, DEFAULT_RESAMPLES, parse_slo
-from orpheus_bench.cli_options import add_scenario_options, api_key_from, safe_cli_args, scenario_from_args
+from orpheus_bench.cli_options import (
+    add_client_options,
+    add_scenario_options,
+    api_key_from,
+    safe_cli_args,
+    scenario_from_args,
+)
 from orpheus_bench.commands.run import run_async_with_signals
 
 DEFAULT_PROBE_REQUESTS = 20
@@ -43,6 +49,7 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_scenario_options(p)
+    add_client_options(p)
     g = p.add_argument_group("SLO and search")
     g.add_argument(
         "--slo",

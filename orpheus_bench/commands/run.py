@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from orpheus_bench.cli_options import (
+    add_client_options,
     add_scenario_options,
     api_key_from,
     float_list,
@@ -35,6 +36,7 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_scenario_options(p)
+    add_client_options(p)
     p.add_argument("--concurrency", type=int_list("load.concurrency"), help="Levels, e.g. 1,2,4,8,12.")
     p.add_argument("--rate", type=float_list("load.rate"), help="Open loop: arrivals/s per level, e.g. 0.5,1,2.")
     p.add_argument("--burstiness", type=float, help="Open loop: gamma shape (1 = Poisson).")

@@ -19,11 +19,18 @@ from __future__ import annotations
 
 from orpheus_bench.core.frames import Frame, FrameAssembler
 from orpheus_bench.core.protocol import Protocol, StreamMessage, parse_event
-from orpheus_bench.core.sse import SSEDecoder, SSEEvent
+from orpheus_bench.core.sse import SSEDecoder
 from orpheus_bench.core.tokens import AudioCodeMapper, CustomTokenParser, numbers_from_token_ids
 from orpheus_bench.core.windows import DecodeSpec, DecodeWindow, WindowPlanner
 from orpheus_bench.errors import InvalidAudioError, NoAudioError, ProtocolError
 from orpheus_bench.records import AudioChunk, ErrorClass, RequestRecord, Status
+
+
+def _token_ids(ids: list[int]) -> list[int]:
+    try:
+        return [int(t) for t in ids]
+    except (TypeError, ValueError):
+        raise ProtocolError(f"native event: 'tokens' is not a list of token ids: {ids[:8]!r}") from None
 
 
 class RequestPipeline:
@@ -62,16 +69,18 @@ class RequestPipeline:
         rec = self.record
         if rec.t_first_byte_s is None and chunk:
             rec.t_first_byte_s = t
-        return self._events(self.sse.feed(chunk), t)
+        return self._events(self.sse.feed_data(chunk), t)
 
-    def _events(self, events: list[SSEEvent], t: float) -> list[DecodeWindow]:
+    def _events(self, events: list[str], t: float) -> list[DecodeWindow]:
         windows: list[DecodeWindow] = []
-        for event in events:
+        for data in events:
             if self._ended:
                 # After the final event nothing is parsed, so noise can neither add audio nor fail the request.
                 self.record.events_after_final += 1
                 continue
-            windows.extend(self._message(parse_event(self.protocol, event.data), t))
+            got = self._message(parse_event(self.protocol, data), t)
+            if got:
+                windows.extend(got)
         return windows
 
     def feed_body(self, body: bytes, t: float) -> list[DecodeWindow]:
@@ -89,7 +98,7 @@ class RequestPipeline:
 
     def end_of_stream(self, t: float) -> list[DecodeWindow]:
         """The connection delivered its last byte at `t`; returns the tail windows (flush / blocking)."""
-        windows = self._events(self.sse.flush(), t)
+        windows = self._events(self.sse.flush_data(), t)
         tail = self.tokens.flush()
         self.record.text_chars += tail.other_chars
         self.frames.flush()
@@ -111,12 +120,17 @@ class RequestPipeline:
             return []
         numbers: list[int] | None = None
         if self.use_token_ids and msg.token_ids:
-            numbers = numbers_from_token_ids(msg.token_ids)
+            numbers = numbers_from_token_ids(_token_ids(msg.token_ids))
         if numbers is None:
-            parsed = self.tokens.feed(msg.text)
-            numbers = parsed.numbers
-            rec.text_chars += parsed.other_chars
-            produced = len(numbers) or (1 if parsed.other_chars else 0)
+            whole = self.tokens.whole_token(msg.text)
+            if whole is not None:  # the common case: exactly one token, nothing held from before
+                numbers = [whole]
+                produced = 1
+            else:
+                parsed = self.tokens.feed(msg.text)
+                numbers = parsed.numbers
+                rec.text_chars += parsed.other_chars
+                produced = len(numbers) or (1 if parsed.other_chars else 0)
         else:
             produced = len(numbers)
         if produced:
@@ -143,11 +157,12 @@ class RequestPipeline:
                 rec.tokens_cached = msg.tokens_cached
             if msg.timings is not None:
                 rec.timings = msg.timings
-        sent = msg.extra.get("sim_sent_mono")
+        sent = msg.sim_sent_mono
         if sent is not None and numbers and "sim_first_token_sent_mono" not in rec.extra:
             # Simulator stamp mode: when the server wrote the first token (time.monotonic, same host).
             rec.extra["sim_first_token_sent_mono"] = sent
-        self._sync_counts()
+        # The record's counters (audio tokens, invalid codes, frames) are copied from the parsers at the end of
+        # the stream and in `finalize`, not per event: nobody reads them in between.
         return windows
 
     def _frame(self, frame: Frame, t: float) -> list[DecodeWindow]:

@@ -6,6 +6,11 @@ comment, ``data`` lines of one event are joined with newlines, a blank line disp
 without a colon is a field with an empty value. Lines are split on bytes before decoding, so a UTF-8 character
 cut across chunks is never mangled. `flush` is lenient: a last event that lacks its blank line is still
 dispatched (some proxies drop it), and `truncated` says it happened.
+
+`feed_data` is the hot path's variant (issue 16): the same state machine, but it returns only each event's data
+(all the request pipeline reads) and skips building an `SSEEvent` per token. When nothing is pending and a chunk
+holds only whole single-line ``data:`` events (what llama-server sends, one or several per read), it splits them
+with one `bytes.split` instead of walking line by line; anything else takes the general path.
 """
 
 from __future__ import annotations
@@ -37,16 +42,48 @@ class SSEDecoder:
         self.comments = 0
         self.truncated = False  # set by flush when the stream ended inside an event
         self.bytes_in = 0
+        self._as_data = False  # what `_dispatch` appends: the data string (feed_data) or an SSEEvent (feed)
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Decode a chunk; return every event it completed, in order."""
+        fast = self._whole_data_events(chunk)
+        if fast is not None:
+            return [SSEEvent(data=d, id=self._id) for d in fast]
+        self._as_data = False
+        return self._feed(chunk)  # type: ignore[return-value]
+
+    def feed_data(self, chunk: bytes) -> list[str]:
+        """Like `feed`, but only the data of each completed event (event name, id and retry are not needed)."""
+        fast = self._whole_data_events(chunk)
+        if fast is not None:
+            return fast
+        self._as_data = True
+        return self._feed(chunk)  # type: ignore[return-value]
+
+    def _whole_data_events(self, chunk: bytes) -> list[str] | None:
+        """The data of a chunk made only of whole ``data: ...`` events with nothing pending, else None."""
+        if self._buf or self._pending_cr or self._has_fields or not chunk.startswith(b"data: "):
+            return None
+        if not chunk.endswith(b"\n\n") or b"\r" in chunk:
+            return None
+        blocks = chunk.split(b"\n\n")
+        blocks.pop()  # the empty piece after the last blank line
+        out = []
+        for block in blocks:
+            if not block.startswith(b"data: ") or b"\n" in block:
+                return None  # a comment, another field, a multi-line event: the general path handles it
+            out.append(block[6:].decode("utf-8", errors="replace"))
+        self.bytes_in += len(chunk)
+        return out
+
+    def _feed(self, chunk: bytes) -> list[SSEEvent | str]:
         self.bytes_in += len(chunk)
         if self._pending_cr and chunk.startswith(b"\n"):
             # The CR that ended the previous chunk and this LF are one line ending.
             chunk = chunk[1:]
         self._pending_cr = False
         buf = self._buf + chunk if self._buf else chunk
-        events: list[SSEEvent] = []
+        events: list[SSEEvent | str] = []
         start = 0
         n = len(buf)
         while start < n:
@@ -69,7 +106,16 @@ class SSEDecoder:
 
     def flush(self) -> list[SSEEvent]:
         """End of stream: process a last unterminated line and dispatch a pending event."""
-        events: list[SSEEvent] = []
+        self._as_data = False
+        return self._flush()  # type: ignore[return-value]
+
+    def flush_data(self) -> list[str]:
+        """`flush` returning only the data of the dispatched event (see `feed_data`)."""
+        self._as_data = True
+        return self._flush()  # type: ignore[return-value]
+
+    def _flush(self) -> list[SSEEvent | str]:
+        events: list[SSEEvent | str] = []
         if self._buf:
             self._line(self._buf, events)
             self._buf = b""
@@ -78,7 +124,7 @@ class SSEDecoder:
             self._dispatch(events)
         return events
 
-    def _line(self, raw: bytes, events: list[SSEEvent]) -> None:
+    def _line(self, raw: bytes, events: list[SSEEvent | str]) -> None:
         if not raw:
             self._dispatch(events)
             return
@@ -105,16 +151,13 @@ class SSEDecoder:
             self._has_fields = True
         # Unknown field names are ignored, as the spec says.
 
-    def _dispatch(self, events: list[SSEEvent]) -> None:
+    def _dispatch(self, events: list[SSEEvent | str]) -> None:
         if self._data:
-            events.append(
-                SSEEvent(
-                    data="\n".join(self._data),
-                    event=self._event or "message",
-                    id=self._id,
-                    retry_ms=self._retry,
-                )
-            )
+            data = "\n".join(self._data)
+            if self._as_data:
+                events.append(data)
+            else:
+                events.append(SSEEvent(data=data, event=self._event or "message", id=self._id, retry_ms=self._retry))
         self._data = []
         self._event = ""  # the event id is deliberately kept: it is sticky across events
         self._retry = None

@@ -25,6 +25,7 @@ ORPHEUS_CUSTOM_TOKEN_BASE_ID = 128256  # token id of <custom_token_0> in Orpheus
 
 _TOKEN_RE = re.compile(r"<custom_token_(\d+)>")
 _PREFIX = "<custom_token_"
+_PREFIX_LEN = len(_PREFIX)
 _MAX_TOKEN_LEN = len(_PREFIX) + 12  # digits plus ">": anything longer cannot be a token
 
 
@@ -42,13 +43,23 @@ class CustomTokenParser:
     def __init__(self) -> None:
         self._tail = ""
 
+    def whole_token(self, text: str) -> int | None:
+        """N when `text` is exactly one whole ``<custom_token_N>`` and nothing is held, else None (use `feed`).
+
+        The common case (llama-server streams one token per event), without building a `ParsedText`.
+        """
+        if self._tail or not text.startswith(_PREFIX) or not text.endswith(">"):
+            return None
+        digits = text[_PREFIX_LEN:-1]
+        if digits.isdigit() and digits.isascii():
+            return int(digits)
+        return None
+
     def feed(self, text: str) -> ParsedText:
         """Parse a piece of text; a token cut at the end is held until the next piece completes it."""
-        if not self._tail and text.startswith(_PREFIX) and text.endswith(">"):
-            # Fast path for the common case: llama-server streams exactly one whole token per event.
-            digits = text[len(_PREFIX) : -1]
-            if digits.isdigit() and digits.isascii():
-                return ParsedText(numbers=[int(digits)])
+        whole = self.whole_token(text)
+        if whole is not None:
+            return ParsedText(numbers=[whole])
         buf = self._tail + text if self._tail else text
         out = ParsedText()
         pos = 0

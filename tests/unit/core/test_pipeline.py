@@ -169,3 +169,24 @@ def test_openai_chunks_after_finish_reason_bring_timings_not_audio() -> None:
     assert rec.timings is not None and rec.timings.prompt_ms == 3.5
     assert rec.events_after_final == 2  # the late audio chunk and the second [DONE]
     assert rec.stop_reason == "length"
+
+
+def test_counters_reach_the_record_when_the_stream_fails_midway() -> None:
+    # Counters are copied from the parsers at the end, not per event: a failure midway must still leave them.
+    rec = new_record()
+    pipe = RequestPipeline(rec, protocol="native", spec=DecodeSpec.from_preset("off"))
+    from orpheus_bench.errors import ProtocolError
+
+    with pytest.raises(ProtocolError):
+        pipe.feed_bytes(native_stream(audio_tokens(5), final=False) + b"data: not json\n\n", 0.1)
+    pipe.finalize(0.2)
+    assert rec.audio_tokens == 35 and rec.frames == 5 and rec.tokens_generated == 35
+
+
+def test_bad_token_ids_are_a_protocol_error() -> None:
+    rec = new_record()
+    pipe = RequestPipeline(rec, protocol="native", spec=DecodeSpec.from_preset("off"), use_token_ids=True)
+    from orpheus_bench.errors import ProtocolError
+
+    with pytest.raises(ProtocolError, match="token ids"):
+        pipe.feed_bytes(b'data: {"content":"x","tokens":["a"],"stop":false}\n\n', 0.1)

@@ -115,3 +115,12 @@ def test_non_sse_answer_to_a_stream_request() -> None:
     assert ctx.error_class.value == "no_audio" and ctx.http_status == 400
     other = non_stream_answer_error(200, "text/html", b"<html>hello</html>")
     assert isinstance(other, ProtocolError) and "text/html" in str(other)
+
+
+def test_fast_json_path_accepts_and_rejects_what_json_does() -> None:
+    # orjson (when installed) refuses NaN; the standard parser has the last word, as before issue 16.
+    assert parse_native('{"content":"<custom_token_10>","stop":false,"x":NaN}').text == "<custom_token_10>"
+    with pytest.raises(ProtocolError, match="not JSON"):
+        parse_native('{"content":"<custom_token_10>",')
+    m = parse_native('{"content":"","tokens":[1,2],"stop":false,"sim_sent_mono":12.5}')
+    assert m.token_ids == [1, 2] and m.sim_sent_mono == 12.5

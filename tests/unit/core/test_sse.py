@@ -76,3 +76,32 @@ def test_empty_data_and_fields_without_value() -> None:
 def test_blank_lines_alone_dispatch_nothing() -> None:
     events, _ = decode_in_pieces([b"\n\n\r\n: ping\n\n"])
     assert events == []
+
+
+# ---- feed_data: the hot path's variant returns the same data (issue 16) --------------------------------------
+STREAMS = [
+    b'data: {"a":1}\n\ndata: {"b":2}\n\n',
+    b": ping\n\ndata: x\n\nevent: e\ndata: y\n\nid: 7\ndata: z\n\n",
+    b"data: one\ndata: two\n\ndata:three\r\n\r\ndata: four\r\rdata: caf\xc3\xa9\n\n",
+    b"retry: 10\ndata: r\n\n\n\ndata: last",
+]
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+@pytest.mark.parametrize("step", [1, 2, 3, 5, 8, 13, 1000])
+def test_feed_data_matches_feed(stream: bytes, step: int) -> None:
+    a, b = SSEDecoder(), SSEDecoder()
+    events, data = [], []
+    for i in range(0, len(stream), step):
+        events += a.feed(stream[i : i + step])
+        data += b.feed_data(stream[i : i + step])
+    events += a.flush()
+    data += b.flush_data()
+    assert [e.data for e in events] == data
+    assert a.bytes_in == b.bytes_in == len(stream)
+
+
+def test_whole_data_events_keep_the_sticky_id() -> None:
+    dec = SSEDecoder()
+    assert [e.id for e in dec.feed(b"id: 5\ndata: a\n\n")] == ["5"]
+    assert [(e.data, e.id) for e in dec.feed(b"data: b\n\ndata: c\n\n")] == [("b", "5"), ("c", "5")]
