@@ -7,8 +7,7 @@
 #   sim_reference          orpheus-bench run --decode reference --device cuda, 1/4/16/64 streams, against
 #   sim_chunked            `orpheus-bench simulate` pacing every stream at real time (85 tokens/s); then chunked;
 #   max_streams            benchmarks/max_streams.py: streams one client process drives, decode off;
-#   max_streams_processes  benchmarks/max_streams.py --processes 16 (the option is being added to max_streams.py;
-#                          without it the step says so and counts as failed).
+#   max_streams_processes  benchmarks/max_streams.py --processes 16: the same spread over 16 client processes.
 #
 # Usage: benchmarks/gpu_subset.sh [--device cuda|cpu] [--quick] [--wheels DIR] [--bundle] OUT_DIR
 #   OUT_DIR (or $OUT) receives everything: gpu_subset.txt (all that was printed), logs/<step>.txt and runs/ (the
@@ -184,16 +183,8 @@ wait "$sim_pid" 2>/dev/null || true
 
 # shellcheck disable=SC2086
 run_step max_streams 80 "$py" benchmarks/max_streams.py "${ms_sizes[@]}" ${MAX_STREAMS_ARGS:-}
-if "$py" benchmarks/max_streams.py --help 2>/dev/null | grep -q -- '--processes'; then
-    # shellcheck disable=SC2086
-    run_step max_streams_processes 80 "$py" benchmarks/max_streams.py "${proc_sizes[@]}" ${PROCESSES_ARGS:-}
-else
-    echo
-    echo "==== max_streams_processes: NOT RUN: benchmarks/max_streams.py has no --processes option in this checkout"
-    echo "     (it is being added to max_streams.py and orpheus-bench run; run this script again once it is in)"
-    steps+=("max_streams_processes: not run (max_streams.py has no --processes yet)")
-    failed=1
-fi
+# shellcheck disable=SC2086
+run_step max_streams_processes 80 "$py" benchmarks/max_streams.py "${proc_sizes[@]}" ${PROCESSES_ARGS:-}
 
 echo
 echo "==== summary ($((SECONDS - start_all)) s in all; device $device, quick $quick)"

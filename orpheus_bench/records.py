@@ -106,7 +106,9 @@ class RequestRecord:
     voice: str | None
     mode: str  # "stream" or "blocking"
     protocol: str  # "native" (/completion) or "openai" (/v1/completions)
-    driver: str  # "aiohttp" or "locust"
+    # "stream" or "aiohttp" (the asyncio runner's HTTP transport; always "aiohttp" in runs made before it had two),
+    # or "locust"
+    driver: str
     wall_start: float  # epoch seconds at t_sent
     run_offset_s: float  # t_sent relative to the run's monotonic origin
     scheduled_offset_s: float | None = None  # open loop: when it should have been sent (run clock)

@@ -12,8 +12,10 @@ Two markers, invisible in rendered Markdown:
   format spec applied to a number (``,.0f``, ``.2f``, ``.1%``), optionally scaled first (``*1000:,.0f``);
   without one the value is shown as it stands;
 * a generated block, ``<!--gen NAME ARG...-->`` ... ``<!--/gen-->``: NAME is one of `GENERATORS`, each a
-  command over committed files (``include FILE`` embeds a benchmark's saved output; ``gate-calibration DIR``
-  renders the calibration tables from its JSON files).
+  command over committed files (``include FILE`` embeds a benchmark's saved output; ``table FILE CAPTION
+  [COLUMN...]`` copies the first Markdown table printed after the line matching the regular expression CAPTION,
+  optionally only the named columns; ``gate-calibration DIR`` renders the calibration tables from its JSON files;
+  ``peer-check FILE`` the side-by-side tables of a ``peer_check.json``).
 
 The documents checked are `DOCUMENTS`; tests/unit/test_doc_figures.py runs ``check`` on them, so a quoted
 figure cannot drift from its source.
@@ -109,19 +111,71 @@ def _include(root: Path, path: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
-def _gate_calibration(root: Path, directory: str) -> str:
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _table(root: Path, path: str, caption: str, *columns: str) -> str:
+    """The first Markdown table after the caption line, as printed (or only `columns`, in that order)."""
+    file = root / path
+    if not file.is_file():
+        raise FigureError(f"no such file for a table: {path}")
+    lines = file.read_text(encoding="utf-8").splitlines()
+    start = next((i for i, line in enumerate(lines) if re.search(caption, line)), None)
+    if start is None:
+        raise FigureError(f"no line matching /{caption}/ in {path}")
+    first = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("|")), None)
+    if first is None:
+        raise FigureError(f"no table after /{caption}/ in {path}")
+    rows = []
+    for line in lines[first:]:
+        if not line.startswith("|"):
+            break
+        rows.append(_cells(line))
+    header, body = rows[0], rows[2:]
+    keep = list(range(len(header)))
+    if columns:
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise FigureError(f"no column {missing} in the table after /{caption}/ in {path}: {header}")
+        keep = [header.index(c) for c in columns]
+    out = ["| " + " | ".join(header[k] for k in keep) + " |", "|" + "---|" * len(keep)]
+    out += ["| " + " | ".join(row[k] for k in keep) + " |" for row in body]
+    return "\n".join(out) + "\n"
+
+
+def _benchmark(root: Path, module: str) -> Any:
+    """A script under benchmarks/ imported as a module (its table renderers are the ones it prints with)."""
     sys.path.insert(0, str(root / "benchmarks"))
     try:
-        from gate_calibration import summarize  # type: ignore[import-not-found]
+        return __import__(module)
     finally:
         sys.path.pop(0)
+
+
+def _peer_check(root: Path, path: str) -> str:
+    file = root / path
+    if not file.is_file():
+        raise FigureError(f"no peer-check result {path}")
+    peer = _benchmark(root, "peer_check")
+    result = json.loads(file.read_text(encoding="utf-8"))
+    return "\n".join([*peer.side_by_side(result), "", *peer.beyond_server(result)]) + "\n"
+
+
+def _gate_calibration(root: Path, directory: str) -> str:
+    summarize = _benchmark(root, "gate_calibration").summarize
     files = sorted(str(p) for p in (root / directory).glob("*.json"))
     if not files:
         raise FigureError(f"no calibration results in {directory}")
     return summarize(files) + "\n"
 
 
-GENERATORS: dict[str, Callable[..., str]] = {"include": _include, "gate-calibration": _gate_calibration}
+GENERATORS: dict[str, Callable[..., str]] = {
+    "include": _include,
+    "table": _table,
+    "gate-calibration": _gate_calibration,
+    "peer-check": _peer_check,
+}
 
 
 def generated(spec: str, root: Path = REPO) -> str:

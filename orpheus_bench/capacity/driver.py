@@ -347,7 +347,12 @@ async def run_capacity(
         hooks.resumed(len(state.measurements))
     rundir = RunDirectory(out, resume=True)
     if fresh:
-        rundir.start(driver="aiohttp", capacity_search=True, cli_args=cli_args or {}, host=plan.scenario.host)
+        rundir.start(
+            driver=plan.scenario.client.transport,
+            capacity_search=True,
+            cli_args=cli_args or {},
+            host=plan.scenario.host,
+        )
     else:
         rundir.meta = read_run_meta(out)
         rundir.update(complete=False, cli_args=cli_args or {})

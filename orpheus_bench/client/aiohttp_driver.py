@@ -11,7 +11,6 @@ run the old path beside `stream_driver`, which parses bytes where they arrive in
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from orpheus_bench.audio.service import DecodeService
-from orpheus_bench.client.decoding import PcmCollector, RequestDecodes
+from orpheus_bench.client.decoding import PcmCollector, RequestDecodes, run_request
 from orpheus_bench.core.pipeline import RequestPipeline
 from orpheus_bench.core.protocol import is_event_stream, non_stream_answer_error, parse_error_text
 from orpheus_bench.core.windows import DecodeWindow
@@ -27,11 +26,9 @@ from orpheus_bench.errors import (
     ConnectError,
     DisconnectError,
     ProtocolError,
-    RequestError,
-    StreamTimeout,
 )
 from orpheus_bench.limits import BLOCKING_BODY_LIMIT, ERROR_BODY_LIMIT, STALE_RETRIES
-from orpheus_bench.records import ErrorClass, RequestRecord, Status
+from orpheus_bench.records import RequestRecord
 from orpheus_bench.target import Target
 
 
@@ -47,44 +44,28 @@ async def execute(
     collect: PcmCollector | None = None,
 ) -> RequestRecord:
     """Send one request and fill `record`; `t0` is the clock value of "request sent" (default: now)."""
-    start = clock() if t0 is None else t0
-    pipeline = target.new_pipeline(record)
 
-    def now() -> float:
-        return clock() - start
-
-    decodes = RequestDecodes(pipeline, decoder, now, collect)
-    try:
+    async def exchange(pipeline: RequestPipeline, decodes: RequestDecodes, now: Callable[[], float]) -> None:
         try:
-            try:
-                async with asyncio.timeout(target.request_timeout_s):
-                    await _exchange_once_more_on_stale(session, target, record, body, pipeline, decodes.submit, now)
-                    await decodes.wait_all()
-            except TimeoutError as exc:
-                raise StreamTimeout(_timeout_message(record, target, exc)) from exc
-            except aiohttp.ClientConnectorError as exc:
-                raise ConnectError(f"cannot connect to {target.base_url}: {exc.os_error or exc}") from exc
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionResetError) as exc:
-                raise DisconnectError(f"connection lost mid-response: {exc.__class__.__name__}: {exc}") from exc
-            except aiohttp.ClientResponseError as exc:
-                raise ProtocolError(f"bad HTTP response: {exc.message}", http_status=exc.status) from exc
-            except aiohttp.ClientError as exc:
-                raise DisconnectError(f"{exc.__class__.__name__}: {exc}") from exc
-        except RequestError as exc:
-            status = Status.TIMEOUT if isinstance(exc, StreamTimeout) else Status.ERROR
-            record.fail(exc.error_class, str(exc), status)
-            if exc.http_status is not None and record.http_status is None:
-                record.http_status = exc.http_status
-            # Decodes still running belong to audio already received: keep them (bounded) for the record.
-            await decodes.drain()
-    except asyncio.CancelledError:
-        record.fail(ErrorClass.CANCELLED, "run interrupted", Status.CANCELLED)
-        decodes.cancel()
-        raise
-    finally:
-        # Every exit path closes the record exactly once, with its end time.
-        pipeline.finalize(now())
-    return record
+            await _exchange_once_more_on_stale(session, target, record, body, pipeline, decodes.submit, now)
+        except TimeoutError:
+            raise  # aiohttp's own timeouts too: `_timeout_message` says which limit it was
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectError(f"cannot connect to {target.base_url}: {exc.os_error or exc}") from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionResetError) as exc:
+            raise DisconnectError(f"connection lost mid-response: {exc.__class__.__name__}: {exc}") from exc
+        except aiohttp.ClientResponseError as exc:
+            raise ProtocolError(f"bad HTTP response: {exc.message}", http_status=exc.status) from exc
+        except aiohttp.ClientError as exc:
+            raise DisconnectError(f"{exc.__class__.__name__}: {exc}") from exc
+
+    def timeout_message(target: Target, exc: TimeoutError) -> str:
+        return _timeout_message(record, target, exc)
+
+    start = clock() if t0 is None else t0
+    return await run_request(
+        target, record, decoder, exchange, start=start, clock=clock, collect=collect, timeout_message=timeout_message
+    )
 
 
 async def _exchange_once_more_on_stale(

@@ -1,23 +1,30 @@
-"""A request's decode windows in flight, shared by both HTTP transports (aiohttp and the stream transport).
+"""A request's life shared by both HTTP transports (aiohttp and the stream transport): decodes in flight, and
+the one place a failure, a timeout or a cancellation is written into the record.
 
 Windows the pipeline returns are handed to the process's `DecodeService` (OS threads, never the event loop); each
 result is reported back to the pipeline with its ready time. `RequestDecodes` keeps the futures so the driver can
 wait for all of them, give them a bounded time after a failure, or cancel them, and `PcmCollector` keeps a
-request's PCM in window order when a sample WAV is wanted.
+request's PCM in window order when a sample WAV is wanted. `run_request` wraps a transport's exchange: the
+request timeout, `RequestError` into the record, cancellation recorded and re-raised, `finalize` exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
 from orpheus_bench.audio.service import DecodeService
 from orpheus_bench.core.pipeline import RequestPipeline
 from orpheus_bench.core.windows import DecodeWindow
-from orpheus_bench.errors import DecodeError
+from orpheus_bench.errors import DecodeError, RequestError, StreamTimeout
 from orpheus_bench.limits import DECODE_DRAIN_S
+from orpheus_bench.records import ErrorClass, RequestRecord, Status
+from orpheus_bench.target import Target
+
+Clock = Callable[[], float]
+Exchange = Callable[[RequestPipeline, "RequestDecodes", Clock], Awaitable[None]]
 
 
 class PcmCollector:
@@ -93,3 +100,51 @@ class RequestDecodes:
         """Cancel every decode (the run is being interrupted)."""
         for f in self.pending:
             f.cancel()
+
+
+def _request_timeout(target: Target, exc: TimeoutError) -> str:
+    return f"request exceeded its {target.request_timeout_s:g} s limit"
+
+
+async def run_request(
+    target: Target,
+    record: RequestRecord,
+    decoder: DecodeService,
+    exchange: Exchange,
+    *,
+    start: float,
+    clock: Clock,
+    collect: PcmCollector | None = None,
+    timeout_message: Callable[[Target, TimeoutError], str] = _request_timeout,
+) -> RequestRecord:
+    """Run one transport's `exchange` for `record` (sent at clock value `start`) and fill the record, never raising
+    for a failed request; a cancellation is recorded ``cancelled`` and re-raised so the sweep can stop."""
+    pipeline = target.new_pipeline(record)
+
+    def now() -> float:
+        return clock() - start
+
+    decodes = RequestDecodes(pipeline, decoder, now, collect)
+    try:
+        try:
+            try:
+                async with asyncio.timeout(target.request_timeout_s):
+                    await exchange(pipeline, decodes, now)
+                    await decodes.wait_all()
+            except TimeoutError as exc:
+                raise StreamTimeout(timeout_message(target, exc)) from exc
+        except RequestError as exc:
+            status = Status.TIMEOUT if isinstance(exc, StreamTimeout) else Status.ERROR
+            record.fail(exc.error_class, str(exc), status)
+            if exc.http_status is not None and record.http_status is None:
+                record.http_status = exc.http_status
+            # Decodes still running belong to audio already received: keep them (bounded) for the record.
+            await decodes.drain()
+    except asyncio.CancelledError:
+        record.fail(ErrorClass.CANCELLED, "run interrupted", Status.CANCELLED)
+        decodes.cancel()
+        raise
+    finally:
+        # Every exit path closes the record exactly once, with its end time.
+        pipeline.finalize(now())
+    return record

@@ -323,7 +323,7 @@ class WorkerProcesses:
             worker=t.worker,
             seq=t.seq,
             warmup=t.warmup,
-            driver="aiohttp",
+            driver=self.sc.client.transport,
             wall_start=p.wall,
             run_offset_s=p.sent_at - self.origin,
             level_label=t.label,

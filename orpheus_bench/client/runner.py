@@ -129,7 +129,7 @@ class LocalSender:
             worker=ticket.worker,
             seq=ticket.seq,
             warmup=ticket.warmup,
-            driver="aiohttp",
+            driver=self.transport,  # the asyncio runner records which HTTP transport carried it
             wall_start=time.time(),
             run_offset_s=t0 - self.origin,
             level_label=ticket.label,

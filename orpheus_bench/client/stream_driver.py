@@ -30,14 +30,14 @@ from urllib.parse import urlsplit
 
 from orpheus_bench import __version__
 from orpheus_bench.audio.service import DecodeService
-from orpheus_bench.client.decoding import PcmCollector, RequestDecodes
+from orpheus_bench.client.decoding import PcmCollector, RequestDecodes, run_request
 from orpheus_bench.client.http1 import HTTPParseError, ResponseHead, ResponseParser
 from orpheus_bench.core.pipeline import RequestPipeline
 from orpheus_bench.core.protocol import is_event_stream, non_stream_answer_error, parse_error_text
 from orpheus_bench.core.windows import DecodeWindow
-from orpheus_bench.errors import ConnectError, DisconnectError, ProtocolError, RequestError, StreamTimeout
+from orpheus_bench.errors import ConnectError, DisconnectError, ProtocolError, StreamTimeout
 from orpheus_bench.limits import BLOCKING_BODY_LIMIT, ERROR_BODY_LIMIT, STALE_RETRIES
-from orpheus_bench.records import ErrorClass, RequestRecord, Status
+from orpheus_bench.records import RequestRecord
 from orpheus_bench.target import Target
 
 Submit = Callable[[list[DecodeWindow]], None]
@@ -322,36 +322,13 @@ async def execute(
     collect: PcmCollector | None = None,
 ) -> RequestRecord:
     """Send one request and fill `record`; `t0` is the clock value of "request sent" (default: now)."""
+    request = request_bytes(pool, target, body)
+
+    async def exchange(pipeline: RequestPipeline, decodes: RequestDecodes, now: Callable[[], float]) -> None:
+        await _exchange(pool, target, record, request, pipeline, decodes, now)
+
     start = clock() if t0 is None else t0
-    pipeline = target.new_pipeline(record)
-
-    def now() -> float:
-        return clock() - start
-
-    decodes = RequestDecodes(pipeline, decoder, now, collect)
-    try:
-        try:
-            try:
-                async with asyncio.timeout(target.request_timeout_s):
-                    await _exchange(pool, target, record, request_bytes(pool, target, body), pipeline, decodes, now)
-                    await decodes.wait_all()
-            except TimeoutError as exc:
-                raise StreamTimeout(f"request exceeded its {target.request_timeout_s:g} s limit") from exc
-        except RequestError as exc:
-            status = Status.TIMEOUT if isinstance(exc, StreamTimeout) else Status.ERROR
-            record.fail(exc.error_class, str(exc), status)
-            if exc.http_status is not None and record.http_status is None:
-                record.http_status = exc.http_status
-            # Decodes still running belong to audio already received: keep them (bounded) for the record.
-            await decodes.drain()
-    except asyncio.CancelledError:
-        record.fail(ErrorClass.CANCELLED, "run interrupted", Status.CANCELLED)
-        decodes.cancel()
-        raise
-    finally:
-        # Every exit path closes the record exactly once, with its end time.
-        pipeline.finalize(now())
-    return record
+    return await run_request(target, record, decoder, exchange, start=start, clock=clock, collect=collect)
 
 
 async def _exchange(

@@ -163,7 +163,7 @@ async def execute_run(
     processes = resolve_processes(sc)
     rundir = RunDirectory(out_dir, force=force)
     rundir.start(
-        driver="aiohttp",
+        driver=sc.client.transport,
         scenario=sc.model_dump(mode="json"),
         cli_args=cli_args or {},
         host=sc.host,

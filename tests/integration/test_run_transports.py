@@ -7,6 +7,7 @@ a refused connection, timestamps in order.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ async def run(transport: str, out: Path, *faults: str, **over: Any) -> list[Requ
         outcome = await execute_run(scenario_from_dict(data), out, doctor=False)
     records = read_records(str(out / "requests.jsonl"))
     assert len(records) == outcome.records == 6
+    assert json.loads((out / "run.json").read_text())["driver"] == transport
     return records
 
 
@@ -44,6 +46,7 @@ async def run(transport: str, out: Path, *faults: str, **over: Any) -> list[Requ
 async def test_clean_stream_timestamps_in_order(transport: str, tmp_path: Path) -> None:
     for r in await run(transport, tmp_path / "run"):
         assert r.ok and r.frames == 8, r.error_message
+        assert r.driver == transport  # the record says which transport carried it
         t = [r.t_headers_s, r.t_first_byte_s, r.t_first_token_s, r.t_first_audio_token_s, r.t_first_pcm_s]
         assert all(x is not None for x in t) and t == sorted(t), t  # type: ignore[type-var]
         assert r.t_end_s is not None and r.t_end_s >= (r.t_last_token_s or 0.0)
