@@ -127,15 +127,18 @@ if [[ $quick -eq 1 ]]; then
     decode_sizes=(--frames 4 --repeat 1 --skip fidelity,cost)
     batch_sizes=(--frames 4)
     sim_load=(--requests-per-level 2) sim_frames=8
-    ms_sizes=(--levels 2 --duration-s 2 --settle-s 0.5 --breakdown 0)
-    proc_sizes=(--processes 2 --levels 4 --duration-s 2 --settle-s 0.5 --breakdown 0)
+    ms_sizes=(--paths stream --cpu-streams 2 --levels 2 --duration-s 2 --settle-s 0.5 --breakdown 0)
+    proc_sizes=(--paths streamx2 --cpu-streams '' --levels 4 --duration-s 2 --settle-s 0.5 --breakdown 0)
 else
     streams=1,4,16,64 levels=1,4,16,64 batches=1,4,16,64
     decode_sizes=(--skip fidelity --repeat 5)
     batch_sizes=(--frames 24)
     sim_load=(--duration-per-level 8) sim_frames=24
-    ms_sizes=(--levels 128,256,512,1024 --duration-s 6 --breakdown 256)
-    proc_sizes=(--processes 16 --levels 512,1024,2048,4096 --duration-s 6 --breakdown 0)
+    # One path per step (the step limits hold 4 levels of one path, not 3 paths interleaved): the default
+    # stream transport in one process, then the same spread over 16 processes (up to 1024 streams: the one simulator
+    # process holds at most 1024 slots, and its own pace is the limit long before that).
+    ms_sizes=(--paths stream --cpu-streams 256 --levels 128,256,512,1024 --duration-s 6 --breakdown 256)
+    proc_sizes=(--paths streamx16 --cpu-streams '' --levels 256,512,1024 --duration-s 6 --breakdown 0)
 fi
 
 # shellcheck disable=SC2086  # the *_ARGS variables are word lists on purpose

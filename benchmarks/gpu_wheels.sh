@@ -2,6 +2,7 @@
 # The wheels benchmarks/gpu_subset.sh installs on a CUDA machine that has torch (CUDA), aiohttp, numpy, pandas,
 # pyarrow, pyyaml, jinja2, matplotlib, prometheus-client and rich but none of orpheus-bench's other dependencies
 # and no network: snac, pydantic (pydantic-core, annotated-types, typing-inspection, typing-extensions), gguf,
+# orjson (the hot path decodes token events with it; without it the numbers would be json.loads's),
 # and orpheus-bench itself, each at the version this checkout's virtualenv has. Locust is not needed: only the
 # Locust adapter imports it, and no GPU step uses it.
 #
@@ -16,7 +17,7 @@ cd "$root"
 out="${1:?usage: benchmarks/gpu_wheels.sh OUT_DIR [PYTHON_VERSION]}"
 pyver="${2:-3.12}"
 py="${PYTHON:-.venv/bin/python}"
-packages=(snac pydantic pydantic-core annotated-types typing-inspection typing-extensions gguf)
+packages=(snac pydantic pydantic-core annotated-types typing-inspection typing-extensions gguf orjson)
 
 mapfile -t pins < <("$py" - "${packages[@]}" <<'EOF'
 import importlib.metadata as m

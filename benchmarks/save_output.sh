@@ -21,7 +21,7 @@ snapshot() {
 }
 {
   echo "# command: $*"
-  echo "# git: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- orpheus_bench benchmarks || echo ' (modified)')  date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "# git: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- orpheus_bench 'benchmarks/*.py' 'benchmarks/*.sh' || echo ' (code modified)')  date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   snapshot before
 } >"$out.partial"
 status=0

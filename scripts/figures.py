@@ -24,6 +24,7 @@ figure cannot drift from its source.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import shlex
@@ -115,8 +116,32 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
+def _pipe_rows(lines: list[str]) -> list[list[str]]:
+    rows = []
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        rows.append(_cells(line))
+    return [rows[0], *rows[2:]]  # without the |---| line
+
+
+def _simple_rows(lines: list[str]) -> list[list[str]]:
+    """A table in the simple format (a header line, a line of dash runs, rows): columns are the dash runs."""
+    spans = [m.span() for m in re.finditer(r"-+", lines[1])]
+    rows = []
+    for line in [lines[0], *lines[2:]]:
+        if not line.strip() or line.startswith("#"):
+            break
+        # a cell may start left of its dashes (right-aligned text): cut between the runs, not at them
+        cuts = [0, *(start for start, _ in spans[1:]), max(len(line), spans[-1][1])]
+        rows.append([line[a:b].strip() for a, b in itertools.pairwise(cuts)])
+    return rows
+
+
 def _table(root: Path, path: str, caption: str, *columns: str) -> str:
-    """The first Markdown table after the caption line, as printed (or only `columns`, in that order)."""
+    """The first table after the caption line, as printed (or only `columns`, in that order), as Markdown.
+
+    Pipe tables are copied; a table in the simple format (header, dashes, rows) is converted."""
     file = root / path
     if not file.is_file():
         raise FigureError(f"no such file for a table: {path}")
@@ -124,15 +149,16 @@ def _table(root: Path, path: str, caption: str, *columns: str) -> str:
     start = next((i for i, line in enumerate(lines) if re.search(caption, line)), None)
     if start is None:
         raise FigureError(f"no line matching /{caption}/ in {path}")
-    first = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("|")), None)
+    first = next((i for i in range(start + 1, len(lines)) if lines[i].strip()), None)
     if first is None:
         raise FigureError(f"no table after /{caption}/ in {path}")
-    rows = []
-    for line in lines[first:]:
-        if not line.startswith("|"):
-            break
-        rows.append(_cells(line))
-    header, body = rows[0], rows[2:]
+    if lines[first].startswith("|"):
+        rows = _pipe_rows(lines[first:])
+    elif first + 1 < len(lines) and re.fullmatch(r"[- ]+", lines[first + 1]):
+        rows = _simple_rows(lines[first:])
+    else:
+        raise FigureError(f"no table right after /{caption}/ in {path}")
+    header, body = rows[0], rows[1:]
     keep = list(range(len(header)))
     if columns:
         missing = [c for c in columns if c not in header]

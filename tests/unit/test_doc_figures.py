@@ -52,3 +52,24 @@ def test_the_markers_resolve_json_paths_text_groups_formats_and_blocks(tmp_path:
     assert "<!--gen include out.md-->\n| a | b |\n|---|---|\nCPU per token: 63.4 us\n<!--/gen-->" in fixed
     assert figures.stale(fixed, tmp_path) == []
     assert "no such source file" in figures.stale("<!--fig gone.json x-->1<!--/fig-->", tmp_path)[0]
+
+
+def test_table_blocks_copy_pipe_and_simple_tables_with_chosen_columns(tmp_path: Path) -> None:
+    (tmp_path / "out.txt").write_text(
+        "# header\nfirst table\n\n| path | streams | verdict |\n|------|---------|---------|\n"
+        "| aiohttp | 48 | held |\n| stream  | 64 | held |\n\n"
+        "## 2. fidelity\nmode                SNR dB  ms per s\n------------------  ------  --------\n"
+        "reference (28 tok)    44.2      1337\nchunked K=4 C=2 R=1   50.0       448\n# after: load\n",
+        encoding="utf-8",
+    )
+    pipe = figures.generated("table out.txt '^first table' path verdict", tmp_path)
+    assert pipe == "| path | verdict |\n|---|---|\n| aiohttp | held |\n| stream | held |\n"
+    simple = figures.generated("table out.txt '^## 2. fidelity'", tmp_path)
+    assert simple == (
+        "| mode | SNR dB | ms per s |\n|---|---|---|\n| reference (28 tok) | 44.2 | 1337 |\n"
+        "| chunked K=4 C=2 R=1 | 50.0 | 448 |\n"
+    )
+    with pytest.raises(figures.FigureError, match="no column"):
+        figures.generated("table out.txt '^first table' lag", tmp_path)
+    with pytest.raises(figures.FigureError, match="no line matching"):
+        figures.generated("table out.txt '^missing caption'", tmp_path)
