@@ -18,7 +18,8 @@ What a factor may rest on:
   and audio tokens per request, complete-utterance share) are always shown beside.
 - *Server-attributable* rows (first decodable window, first token) describe the server even where the client's
   decoding was the bottleneck, so they use every shared level whose only client-side problem was the decode
-  queue (the event loop kept up); they are labelled as such.
+  queue (the event loop kept up); they are labelled as such. They are unavailable when either run sent blocking
+  requests: a blocking answer's first token comes with the whole generation.
 
 The factors: TTFA (avg) and total latency are the mean over comparable levels of each level's mean; best TTFA
 the lowest comparable per-level p50; throughput the highest comparable per-level throughput (the steady-state
@@ -231,7 +232,8 @@ class _Builder:
     # ---- row kinds ----------------------------------------------------------------------------------------
     def mean_of_means(self, key: str, name: str, q: Query, summary: Callable[[LevelResult], float | None],
                       better: str, worse: str, what: str, *, group: str = "headline",
-                      levels: Sequence[int] | None = None, unit: str = "ms") -> ComparisonRow:  # fmt: skip
+                      levels: Sequence[int] | None = None, unit: str = "ms",
+                      why_none: str | None = None) -> ComparisonRow:  # fmt: skip
         """A lower-is-better mean of per-level means: the effect is before / after."""
         used = list(levels) if levels is not None else self.comparable(q)
         b_m, b_s = _inputs(self.before, used, q)
@@ -254,7 +256,8 @@ class _Builder:
             better_word=better, worse_word=worse,
             basis=f"mean of per-level {what} over {levels_text}" if used else what,
             per_level=(min(per), max(per)) if per else None, levels=tuple(used),
-            unavailable=None if used else "no level is comparable in both runs (see the exclusions)", group=group,
+            unavailable=None if used else why_none or "no level is comparable in both runs (see the exclusions)",
+            group=group,
         )  # fmt: skip
 
     def best(self, key: str, name: str, q: Query, combine: Callable[[np.ndarray], np.ndarray],
@@ -420,13 +423,23 @@ def compare(
     fw = metrics.descriptive(Query("first_window_ms", "mean"))
     ft = metrics.descriptive(Query("first_token_ms", "mean"))
     server_levels = [x for x in server_levels if not (_too_few(before.table(x), fw) or _too_few(after.table(x), fw))]
+    # A blocking request gets its first token with the whole answer: its "first token" times the whole generation,
+    # so against a streamed run these rows would credit the server with what the client's mode changed.
+    blocking = [role for role, r in (("before", before), ("after", after)) if "blocking" in (r.meta.mode or "")]
+    why_none = None
+    if blocking:
+        server_levels = []
+        why_none = (
+            f"{' and '.join(blocking)} sent blocking requests: their first token arrives with the whole answer, so "
+            "it times the whole generation, not the server's first token"
+        )
     rows.append(b.mean_of_means("first_window", "First decodable window (server)", fw,
                                 lambda lv: lv.first_window_ms.mean, "faster", "slower",
                                 "mean time to the first decode window's tokens (no client decode)", group="server",
-                                levels=server_levels))  # fmt: skip
+                                levels=server_levels, why_none=why_none))  # fmt: skip
     rows.append(b.mean_of_means("first_token", "First token (server)", ft, lambda lv: lv.ttfa_split.to_first_token_ms,
                                 "faster", "slower", "mean time to the first token", group="server",
-                                levels=server_levels))  # fmt: skip
+                                levels=server_levels, why_none=why_none))  # fmt: skip
     if not b.shared:
         notes.append("The runs share no level: averages cannot be compared level for level.")
     for results, role in ((before, "before"), (after, "after")):

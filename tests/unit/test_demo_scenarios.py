@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
 
-from orpheus_bench.commands.demo import demo_scenarios, pipeline_scenario, resolve_decode
+from orpheus_bench.commands.demo import demo_scenarios, pipeline_scenario, resolve_decode, write_summary
 from orpheus_bench.scenario import load_scenario
 
 pytestmark = pytest.mark.unit
@@ -62,3 +63,18 @@ def test_demo_decode_choices(decode: str, before_mode: str, after_mode: str, pip
 def test_auto_runs_the_seeds_full_pipeline_on_a_gpu() -> None:
     assert resolve_decode("auto", "cuda") == "seed"
     assert resolve_decode("auto", "cpu") == "off"
+
+
+def test_demo_summary_names_what_ran(tmp_path: Path) -> None:
+    args = _args(decode="auto")
+    before, after = demo_scenarios(args)
+    pipeline = pipeline_scenario(args)
+    out = tmp_path / "demo.json"
+    write_summary(out, args, before, after, pipeline, "the client held 1 worker", 12.34)
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["decode"] == "off" and data["duration_s"] == 12.3 and data["machine"]["cpus"] >= 1
+    assert data["before"] == {"client": "seed-before", "server_profile": "seed-before", "decode": "off",
+                              "levels": [1, 2], "requests_per_level": 3}  # fmt: skip
+    assert data["after"]["server_profile"] == "seed-after"
+    assert data["pipeline"]["decode"] == "reference" and data["pipeline"]["levels"] == [1, 2, 4]
+    assert data["pipeline"]["verdict"] == "the client held 1 worker"

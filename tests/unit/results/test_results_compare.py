@@ -150,6 +150,27 @@ def test_client_bound_levels_never_feed_a_factor(make_record) -> None:  # type: 
     assert c.row("first_window").group == "server"
 
 
+def test_server_rows_refuse_a_blocking_run(make_record) -> None:  # type: ignore[no-untyped-def]
+    # A blocking answer's first token comes with the whole generation: against a streamed run, a "server" first
+    # token factor would credit the server with the client's change of mode.
+    def streamed(**kw):  # type: ignore[no-untyped-def]
+        return make_record(t_first_window_s=kw["ttfa"], **kw)
+
+    def blocking(**kw):  # type: ignore[no-untyped-def]
+        return streamed(mode="blocking", **kw)
+
+    before = closed_loop(blocking, {1: (1.0, 1.0, 0)}, name="before")
+    after = closed_loop(streamed, {1: (0.2, 0.5, 0)}, name="after")
+    c = compare(before, after, n_resamples=100)
+    for key in ("first_window", "first_token"):
+        row = c.row(key)
+        assert row.effect.estimate is None and row.levels == ()
+        assert row.unavailable is not None and row.unavailable.startswith("before sent blocking requests")
+    assert c.row("ttfa_avg").effect.estimate == pytest.approx(5.0)  # the seed's TTFA comparison still stands
+    both = compare(closed_loop(streamed, {1: (1.0, 1.0, 0)}, name="b"), after, n_resamples=100)
+    assert both.row("first_window").effect.estimate == pytest.approx(5.0)  # two streamed runs: the rows stand
+
+
 def test_no_comparable_level_says_so_instead_of_a_number(make_record) -> None:  # type: ignore[no-untyped-def]
     flagged = [{"level": 1, "label": "c=1", "client_bound": True, "client_bound_reasons": ["event-loop lag p99"]}]
     before = closed_loop(make_record, {1: (1.0, 4.0, 0)}, name="before")
