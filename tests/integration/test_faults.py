@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from cli_signals import sigterm_after_records
 
 from orpheus_bench.cli import main as cli_main
 from orpheus_bench.client.whole_run import execute_run
@@ -207,13 +206,7 @@ def test_sigterm_mid_sweep_records_cancelled_and_marks_incomplete(tmp_path: Path
             text=True,
             env={**os.environ, "COLUMNS": "120"},
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if (out / "requests.jsonl").exists() and (out / "requests.jsonl").read_text().count("\n") >= 4:
-                break
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)
+        output = sigterm_after_records(proc, out, records=4)
     assert proc.returncode == 130, output
     assert "Traceback" not in output
     records = read_records(str(out / "requests.jsonl"))

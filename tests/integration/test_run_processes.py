@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_signals import records_written, sigterm_after_records
 
 from orpheus_bench.capacity.driver import CapacityPlan, run_capacity
 from orpheus_bench.capacity.search import SearchConfig
@@ -98,7 +99,7 @@ async def test_killed_worker_leaves_one_record_per_request(tmp_path: Path) -> No
         while time.monotonic() < deadline and not run.done():
             meta = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
             pids = meta.get("client", {}).get("pids", [])
-            done = (out / "requests.jsonl").read_text().count("\n") if (out / "requests.jsonl").exists() else 0
+            done = records_written(out)
             if pids and done >= 2:
                 break
             await asyncio.sleep(0.05)
@@ -157,13 +158,7 @@ def test_sigterm_with_worker_processes_records_cancelled(tmp_path: Path) -> None
              "--no-doctor"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "120"},
         )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if (out / "requests.jsonl").exists() and (out / "requests.jsonl").read_text().count("\n") >= 4:
-                break
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)
+        output = sigterm_after_records(proc, out, records=4)
     assert proc.returncode == 130, output
     assert "Traceback" not in output
     records = records_of(out)
