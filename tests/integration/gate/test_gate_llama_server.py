@@ -29,8 +29,9 @@ RULES = {
     # below are about the server.
     "settings": {"allow_client_bound": True},
     "absolute": ["success_rate >= 1", "cut_short_rate == 0", "invalid_code_rate == 0", "requests >= 30"],
-    # 10%: two runs of one server on a 2-core machine drift a few percent; the 1-slot server is several times off.
-    "relative": ["ttfa_ms p50 regress <= 10%", "throughput_rps regress <= 10%"],
+    # 20%: in one CI run two runs of one server on this 2-core machine, the client beside it, differed by 11.6% in
+    # TTFA p50 at 30 requests (interval 1.01x-1.21x); the 1-slot server is over twice as slow.
+    "relative": ["ttfa_ms p50 regress <= 20%", "throughput_rps regress <= 20%"],
 }
 
 
@@ -60,13 +61,14 @@ async def test_gate_fails_the_slower_server_and_passes_an_a_a_pair(
     same = evaluate(rules, again, baseline)
     assert same.exit_code == 0, [(r.title, c.subject, c.estimate, c.reason) for r in same.rules for c in r.checks]
     ttfa = next(r for r in same.rules if r.title.startswith("ttfa_ms p50 regress"))
-    assert [c.subject for c in ttfa.checks] == ["c=4"] and ttfa.checks[0].verdict is Verdict.PASS
+    # Judged at the level (not skipped); an inconclusive drift (WARN) passes the gate, as the exit code says.
+    assert [c.subject for c in ttfa.checks] == ["c=4"] and ttfa.checks[0].verdict in (Verdict.PASS, Verdict.WARN)
 
     worse = evaluate(rules, slower, baseline)
     assert worse.exit_code == 1
     failed = {r.title: r for r in worse.rules if r.verdict is Verdict.FAIL}
-    assert "ttfa_ms p50 regress <= 10%" in failed, [(r.title, r.verdict) for r in worse.rules]
-    check = failed["ttfa_ms p50 regress <= 10%"].checks[0]
+    assert "ttfa_ms p50 regress <= 20%" in failed, [(r.title, r.verdict) for r in worse.rules]
+    check = failed["ttfa_ms p50 regress <= 20%"].checks[0]
     assert check.decided and check.low is not None and check.low > 2.0  # the whole interval: over twice as slow
     # Every utterance completed on both servers: the absolute rules pass on the slower one too.
     assert all(r.verdict is Verdict.PASS for r in worse.rules if r.kind == "absolute")
