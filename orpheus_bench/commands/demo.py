@@ -26,6 +26,9 @@ llama-server, not Orpheus 3B on a GPU; the reports say so.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -69,8 +72,8 @@ def register(sub: Any) -> None:
     )
     # 27 = each of the seed-lengths set's 9 prompts 3 times at every level, whatever the warmups took first: the
     # levels (and before and after) then do the same mix of work, and a level's throughput rests on 27 requests, so
-    # the prompt mix of the few requests ahead of them (warmups) moves it little (at 8 it moved the 1-slot server's
-    # tokens per second by up to 18% between levels).
+    # the prompt mix of the few requests ahead of them (warmups) moves it little (at 8 requests per level the
+    # 1-slot server's tokens per second visibly moved between levels with that mix).
     p.add_argument("--requests-per-level", type=int, default=27, help="Measured requests per level (default 27).")
     p.add_argument("--model", default="test", help="GGUF to serve ('test' = the tiny Orpheus-format model).")
     p.add_argument("--runs-dir", default="runs/demo", help="Where the run directories go.")
@@ -227,9 +230,6 @@ def write_summary(
 ) -> None:
     """``demo.json`` beside the report: what the demo ran, where, for how long, and its full-pipeline verdict, so
     the docs quote these from a file (the figures themselves are in the reports' JSON)."""
-    import json
-    import os
-    import platform
 
     def run(sc: Scenario) -> dict[str, Any]:
         return {

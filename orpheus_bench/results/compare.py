@@ -425,6 +425,7 @@ def compare(
     server_levels = [x for x in server_levels if not (_too_few(before.table(x), fw) or _too_few(after.table(x), fw))]
     # A blocking request gets its first token with the whole answer: its "first token" times the whole generation,
     # so against a streamed run these rows would credit the server with what the client's mode changed.
+    # (A run whose records mixed modes has meta.mode "stream,blocking": any blocking request counts.)
     blocking = [role for role, r in (("before", before), ("after", after)) if "blocking" in (r.meta.mode or "")]
     why_none = None
     if blocking:

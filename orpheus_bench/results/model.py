@@ -164,7 +164,7 @@ class RunMeta:
     version: str | None
     git_sha: str | None
     host: str | None  # the target server's URL
-    mode: str | None  # "stream" or "blocking"
+    mode: str | None  # "stream", "blocking", or the records' modes comma-joined when they differ
     protocol: str | None
     snac_random: bool | None  # True: SNAC weights were random, the audio is noise
     snac: dict[str, Any] | None
